@@ -1,0 +1,1 @@
+//! Configuration: placeholder, replaced by the config work.

@@ -1,0 +1,17 @@
+//! progression-gateway: steers municipal home care by progression instead of by hours.
+//!
+//! Layout (see ARCHITECTURE.md):
+//! - [`domain`]: validated types (citizens by pseudonym, teams, grants, visits, assessments).
+//! - [`mapping`]: the municipality's code, team, tariff and account tables, loaded and validated.
+//! - [`model`]: the progression model, pure functions over history and a date: courses,
+//!   tariffs, team income, nightly posting deltas. No I/O, no clock.
+//! - [`store`]: the database (SQLite or PostgreSQL) keeping every version of every record.
+//! - [`config`]: the configuration file, environment overrides and secrets.
+//! - [`app`]: the commands, gluing the parts together.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod mapping;
+pub mod model;
+pub mod store;

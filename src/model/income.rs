@@ -1,0 +1,1 @@
+//! Team income per day and period, and the nightly posting deltas.

@@ -1,0 +1,1 @@
+//! The store: placeholder, replaced by the store work.
