@@ -1,1 +1,317 @@
 //! Team income per day and period, and the nightly posting deltas.
+
+use super::course::Course;
+use super::history::CitizenHistory;
+use super::money::round_money;
+use crate::domain::{Pseudonym, SourceId, TeamId, Track};
+use crate::mapping::Mappings;
+use chrono::{Datelike, Days, NaiveDate};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Who is paid for a course-day.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payee {
+    /// The team the citizen is assigned to that day.
+    Team(TeamId),
+    /// No team assignment that day: the configured fallback cost centre.
+    Unassigned,
+}
+
+impl Payee {
+    /// The team id, or `unassigned`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Payee::Team(id) => id.as_str(),
+            Payee::Unassigned => "unassigned",
+        }
+    }
+}
+
+impl fmt::Display for Payee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A calendar month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct YearMonth {
+    /// Year.
+    pub year: i32,
+    /// Month, 1-12.
+    pub month: u32,
+}
+
+impl YearMonth {
+    /// The month a day falls in.
+    pub fn of(day: NaiveDate) -> Self {
+        Self {
+            year: day.year(),
+            month: day.month(),
+        }
+    }
+
+    /// The first day of the month.
+    pub fn first_day(self) -> NaiveDate {
+        NaiveDate::from_ymd_opt(self.year, self.month, 1).expect("valid month")
+    }
+}
+
+impl fmt::Display for YearMonth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+impl Serialize for YearMonth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What a line of income is about: who, which track, which month.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IncomeKey {
+    /// The team (or the fallback).
+    pub payee: Payee,
+    /// The track.
+    pub track: Track,
+    /// The month.
+    pub month: YearMonth,
+}
+
+/// Income of one team, track and month, exact (not rounded).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IncomeLine {
+    /// Number of course-days paid.
+    pub course_days: u32,
+    /// Sum of their daily tariffs, exact.
+    pub amount: Decimal,
+}
+
+/// A data-quality finding: something in the data the model could not use as it stands.
+/// Findings are reported, never silently dropped.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "finding", rename_all = "snake_case")]
+pub enum Finding {
+    /// A grant's intervention code is not in the mappings: it bears no tariff until mapped.
+    UnknownCode {
+        /// The citizen.
+        citizen: Pseudonym,
+        /// The grant.
+        grant: SourceId,
+        /// The unknown code.
+        code: String,
+    },
+    /// No tariff table is in force for the track on the day a course would start.
+    NoTariffTable {
+        /// The citizen.
+        citizen: Pseudonym,
+        /// The track.
+        track: Track,
+        /// The day.
+        day: NaiveDate,
+    },
+    /// The need score falls in no group of the table (and the table has no individual rule).
+    NoNeedGroup {
+        /// The citizen.
+        citizen: Pseudonym,
+        /// The track.
+        track: Track,
+        /// The day.
+        day: NaiveDate,
+        /// The need score.
+        score: u32,
+    },
+    /// A grant's code is mapped `individual`, but the track's table has no individual rule:
+    /// the course was judged as development or stabilisation instead.
+    NoIndividualRule {
+        /// The citizen.
+        citizen: Pseudonym,
+        /// The track.
+        track: Track,
+        /// The day.
+        day: NaiveDate,
+    },
+    /// Course-days without a team assignment, paid to the fallback cost centre.
+    DaysWithoutTeam {
+        /// The citizen.
+        citizen: Pseudonym,
+        /// The track.
+        track: Track,
+        /// The month.
+        month: YearMonth,
+        /// How many days.
+        days: u32,
+    },
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::UnknownCode {
+                citizen,
+                grant,
+                code,
+            } => write!(
+                f,
+                "citizen {}: grant {grant} has intervention code `{code}`, which is not in the mappings; it bears no tariff until it is mapped",
+                citizen.short()
+            ),
+            Finding::NoTariffTable {
+                citizen,
+                track,
+                day,
+            } => write!(
+                f,
+                "citizen {}: no {track} tariff table is in force on {day}; no course could start",
+                citizen.short()
+            ),
+            Finding::NoNeedGroup {
+                citizen,
+                track,
+                day,
+                score,
+            } => write!(
+                f,
+                "citizen {}: need score {score} on {day} falls in no {track} need group",
+                citizen.short()
+            ),
+            Finding::NoIndividualRule {
+                citizen,
+                track,
+                day,
+            } => write!(
+                f,
+                "citizen {}: a grant is mapped individual on {day}, but the {track} tariff table has no individual rule",
+                citizen.short()
+            ),
+            Finding::DaysWithoutTeam {
+                citizen,
+                track,
+                month,
+                days,
+            } => write!(
+                f,
+                "citizen {}: {days} {track} course-days in {month} without a team, paid to the fallback cost centre",
+                citizen.short()
+            ),
+        }
+    }
+}
+
+/// The team a citizen is assigned to on `day`: the roster assignment covering the day that
+/// started last, else the team of the citizen's custodian SOR code.
+pub fn team_on(history: &CitizenHistory, mappings: &Mappings, day: NaiveDate) -> Option<TeamId> {
+    history
+        .assignments
+        .iter()
+        .filter(|a| a.covers(day))
+        .max_by_key(|a| a.from)
+        .map(|a| a.team.clone())
+        .or_else(|| {
+            let sor = history.profile.as_ref()?.custodian_sor.as_deref()?;
+            mappings.team_for_sor(sor).map(|t| t.id.clone())
+        })
+}
+
+/// Income report: lines per team, track and month, and the days without a team.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncomeReport {
+    /// Exact income per key.
+    pub lines: BTreeMap<IncomeKey, IncomeLine>,
+    /// Days without a team, per citizen, track and month.
+    pub findings: Vec<Finding>,
+}
+
+/// Team income over `from..=to`: every day of every course is paid to the team the citizen is
+/// assigned to that day, at the course's daily tariff for that day. Exact decimals.
+pub fn income<'a>(
+    citizens: impl IntoIterator<Item = (&'a CitizenHistory, &'a [Course])>,
+    mappings: &Mappings,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> IncomeReport {
+    let mut report = IncomeReport::default();
+    for (history, courses) in citizens {
+        let mut unassigned: BTreeMap<(Track, YearMonth), u32> = BTreeMap::new();
+        for course in courses {
+            let first = course.start.max(from);
+            let last = course.end.min(to);
+            let mut day = first;
+            while day <= last {
+                let payee = match team_on(history, mappings, day) {
+                    Some(team) => Payee::Team(team),
+                    None => {
+                        *unassigned
+                            .entry((course.track, YearMonth::of(day)))
+                            .or_default() += 1;
+                        Payee::Unassigned
+                    }
+                };
+                let key = IncomeKey {
+                    payee,
+                    track: course.track,
+                    month: YearMonth::of(day),
+                };
+                let line = report.lines.entry(key).or_default();
+                line.course_days += 1;
+                line.amount += course.daily_amount(day, history, mappings);
+                day = day + Days::new(1);
+            }
+        }
+        if let Some(citizen) = &history.citizen {
+            for ((track, month), days) in unassigned {
+                report.findings.push(Finding::DaysWithoutTeam {
+                    citizen: citizen.clone(),
+                    track,
+                    month,
+                    days,
+                });
+            }
+        }
+    }
+    report
+}
+
+/// One nightly posting amount: the rounded month-to-date income minus what was already posted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostingDelta {
+    /// Team, track and month.
+    pub key: IncomeKey,
+    /// Month-to-date income rounded to øre.
+    pub month_to_date: Decimal,
+    /// Sum of what was already posted for the key.
+    pub already_posted: Decimal,
+    /// What to post now (negative: a correction).
+    pub amount: Decimal,
+}
+
+/// The nightly deltas: for each team, track and month, the month-to-date income rounded half
+/// away from zero to øre, minus what was already posted. Keys whose income vanished (a
+/// withdrawn grant, an earlier death) get a correction of everything posted. Zero deltas are
+/// left out. The sum of all postings of a month therefore equals its rounded total exactly.
+pub fn nightly_deltas(
+    month_to_date: &BTreeMap<IncomeKey, IncomeLine>,
+    posted: &BTreeMap<IncomeKey, Decimal>,
+) -> Vec<PostingDelta> {
+    let keys: std::collections::BTreeSet<&IncomeKey> =
+        month_to_date.keys().chain(posted.keys()).collect();
+    keys.into_iter()
+        .filter_map(|key| {
+            let mtd = round_money(month_to_date.get(key).map_or(Decimal::ZERO, |l| l.amount));
+            let already = posted.get(key).copied().unwrap_or(Decimal::ZERO);
+            let amount = round_money(mtd - already);
+            (!amount.is_zero()).then(|| PostingDelta {
+                key: key.clone(),
+                month_to_date: mtd,
+                already_posted: round_money(already),
+                amount,
+            })
+        })
+        .collect()
+}

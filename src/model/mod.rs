@@ -8,6 +8,10 @@ mod history;
 mod income;
 mod money;
 
-pub use course::{Course, CourseId, DailyTariff, EndReason};
+pub use course::{Course, CourseId, CourseOutcome, DailyTariff, EndReason, compute_courses};
 pub use history::{CitizenHistory, Record, RecordKind, Versioned, resolve_history};
+pub use income::{
+    Finding, IncomeKey, IncomeLine, IncomeReport, Payee, PostingDelta, YearMonth, income,
+    nightly_deltas, team_on,
+};
 pub use money::{MONEY_ROUNDING, round_money};

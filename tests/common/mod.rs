@@ -1,0 +1,272 @@
+//! Builders shared by the model tests: the worked-example tables of `progression-model.md`
+//! and a small history builder. Each test binary uses a part of it.
+#![allow(dead_code)]
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use progression_gateway::domain::{
+    Assessment, CitizenRecord, CostCentre, FunctionalLevel, Goal, Grant, GrantStatus, Pseudonym,
+    SourceId, Team, TeamAssignment, TeamId, Termination, TerminationReason, Track,
+};
+use progression_gateway::mapping::{
+    Accounts, CourseHint, CourseLengths, IndividualRule, InterventionMap, InterventionMapping,
+    Law, LevelMap, Mappings, NeedBasis, NeedGroup, ServiceKind, TariffBook, TariffTable,
+    TeamMapping,
+};
+use progression_gateway::model::CitizenHistory;
+use rust_decimal::Decimal;
+
+pub fn d(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+pub fn dec(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+/// §83 personal care (H1.1), 420 norm minutes a week.
+pub const PERSONAL_CARE: &str = "17312894-b23f-43d9-9723-b725ac25d872";
+/// §83 practical help (H1.8, cleaning), 420 norm minutes a week.
+pub const CLEANING: &str = "43608562-e356-4990-8b96-e35128bbdc4f";
+/// §83a rehabilitation (H2.4, RH mobility).
+pub const REHAB: &str = "0b654911-f2b6-47d3-948b-3e9fb315b4c9";
+/// §83 stk.1 nr.3 meals (H1.11): outside both tracks.
+pub const MEALS: &str = "9aad7654-b9f9-40a3-84d9-2ae1dec4228a";
+/// SUL §138 wound care (G1.39): nursing, weight 3, development.
+pub const WOUND_CARE: &str = "76878386-b3d2-4320-828a-a700e8a66234";
+/// SUL §138 medicine dispensing (G1.21): nursing, weight 1.
+pub const MEDICINE: &str = "81ad7190-f253-47c2-a7c9-3d61dd4f7275";
+
+fn row(
+    code: &str,
+    legacy: &str,
+    track: Option<Track>,
+    kind: ServiceKind,
+    law: Law,
+    hint: CourseHint,
+    weight: u32,
+    minutes: u32,
+) -> InterventionMapping {
+    InterventionMapping {
+        code: code.into(),
+        legacy_code: Some(legacy.into()),
+        display: legacy.into(),
+        track,
+        service_kind: kind,
+        law,
+        course_hint: hint,
+        nursing_weight: weight,
+        norm_minutes_per_week: minutes,
+    }
+}
+
+fn group(n: u8, min: u32, max: Option<u32>, dev: &str, stab: &str) -> NeedGroup {
+    NeedGroup {
+        group: n,
+        min,
+        max,
+        development: dec(dev),
+        stabilisation: dec(stab),
+    }
+}
+
+/// The worked-example tariff tables (tariff year 2027).
+pub fn worked_example_tables() -> Vec<TariffTable> {
+    vec![
+        TariffTable {
+            track: Track::Care,
+            year: 2027,
+            basis: NeedBasis::FunctionalLevel,
+            groups: vec![
+                group(1, 0, Some(3), "210.00", "95.00"),
+                group(2, 4, Some(7), "250.00", "180.00"),
+                group(3, 8, Some(11), "330.00", "260.00"),
+                group(4, 12, Some(15), "410.00", "350.00"),
+            ],
+            individual: Some(IndividualRule {
+                threshold: 16,
+                hourly_rate: dec("450.00"),
+            }),
+            lengths: CourseLengths::default(),
+        },
+        TariffTable {
+            track: Track::Nursing,
+            year: 2027,
+            basis: NeedBasis::InterventionWeight,
+            groups: vec![
+                group(1, 0, Some(2), "120.00", "60.00"),
+                group(2, 3, Some(5), "200.00", "140.00"),
+                group(3, 6, None, "300.00", "240.00"),
+            ],
+            individual: None,
+            lengths: CourseLengths::default(),
+        },
+    ]
+}
+
+/// The worked-example mappings: a few real FSIII codes, the 2027 tables, teams nord and syd.
+pub fn mappings_with(tables: Vec<TariffTable>) -> Mappings {
+    use CourseHint as H;
+    use ServiceKind as K;
+    let interventions = InterventionMap::new(vec![
+        row(PERSONAL_CARE, "H1.1", Some(Track::Care), K::PersonalCare, Law::Sel83PersonalCare, H::None, 0, 420),
+        row(CLEANING, "H1.8", Some(Track::Care), K::PracticalHelp, Law::Sel83PracticalHelp, H::None, 0, 420),
+        row(REHAB, "H2.4", Some(Track::Care), K::Rehabilitation, Law::Sel83a, H::Development, 0, 180),
+        row(MEALS, "H1.11", None, K::Meals, Law::Sel83Meals, H::None, 0, 0),
+        row(WOUND_CARE, "G1.39", Some(Track::Nursing), K::Nursing, Law::Sul138, H::Development, 3, 60),
+        row(MEDICINE, "G1.21", Some(Track::Nursing), K::Nursing, Law::Sul138, H::None, 1, 30),
+    ]);
+    let team = |id: &str, name: &str, cc: &str, sor: &str| TeamMapping {
+        team: Team {
+            id: TeamId::parse(id).unwrap(),
+            name: name.into(),
+            cost_centre: CostCentre::parse(cc).unwrap(),
+        },
+        sor_codes: vec![sor.into()],
+        nexus_supplier_ids: vec![],
+    };
+    Mappings {
+        interventions,
+        levels: LevelMap::new((0..=4).chain([9]).map(|l| {
+            (format!("B{}", if l == 9 { 6 } else { l + 1 }), FunctionalLevel::new(l).unwrap())
+        })),
+        teams: vec![
+            team("nord", "Team Nord", "1001", "123456789012345"),
+            team("syd", "Team Syd", "1002", "543210987654321"),
+        ],
+        tariffs: TariffBook::new(tables),
+        accounts: Some(Accounts {
+            care_gl_account: "53026000".into(),
+            nursing_gl_account: "46282000".into(),
+            purchaser_cost_centre: CostCentre::parse("9000").unwrap(),
+            fallback_cost_centre: CostCentre::parse("9999").unwrap(),
+        }),
+    }
+}
+
+pub fn worked_example_mappings() -> Mappings {
+    mappings_with(worked_example_tables())
+}
+
+pub fn citizen(n: u32) -> Pseudonym {
+    Pseudonym::parse(&format!("{n:064x}")).unwrap()
+}
+
+/// Builds one citizen's resolved history.
+pub struct HistoryBuilder {
+    pub h: CitizenHistory,
+    seq: u32,
+}
+
+impl HistoryBuilder {
+    pub fn new(n: u32) -> Self {
+        Self {
+            h: CitizenHistory {
+                citizen: Some(citizen(n)),
+                ..CitizenHistory::default()
+            },
+            seq: 0,
+        }
+    }
+
+    fn next_id(&mut self, prefix: &str) -> SourceId {
+        self.seq += 1;
+        SourceId::parse(&format!("{prefix}-{}", self.seq)).unwrap()
+    }
+
+    fn who(&self) -> Pseudonym {
+        self.h.citizen.clone().unwrap()
+    }
+
+    pub fn grant(mut self, code: &str, start: &str, end: Option<&str>) -> Self {
+        let id = self.next_id("grant");
+        let g = Grant::new(id, self.who(), code.into(), d(start), end.map(d), GrantStatus::Active, None)
+            .unwrap();
+        self.h.grants.push(g);
+        self
+    }
+
+    pub fn grant_minutes(mut self, code: &str, start: &str, end: Option<&str>, minutes: u32) -> Self {
+        let id = self.next_id("grant");
+        let g = Grant::new(id, self.who(), code.into(), d(start), end.map(d), GrantStatus::Active, Some(minutes))
+            .unwrap();
+        self.h.grants.push(g);
+        self
+    }
+
+    pub fn withdrawn_grant(mut self, code: &str, start: &str) -> Self {
+        let id = self.next_id("grant");
+        let g = Grant::new(id, self.who(), code.into(), d(start), None, GrantStatus::EnteredInError, None)
+            .unwrap();
+        self.h.grants.push(g);
+        self
+    }
+
+    /// Assesses condition `condition` (any label) at `level` on `on`, in focus.
+    pub fn level(mut self, condition: &str, level: u8, on: &str) -> Self {
+        let day = d(on);
+        self.h.assessments.push(Assessment {
+            condition_id: SourceId::parse(condition).unwrap(),
+            citizen: self.who(),
+            condition_code: condition.into(),
+            level: FunctionalLevel::new(level).unwrap(),
+            assessed_at: Utc.from_utc_datetime(&day.and_hms_opt(9, 0, 0).unwrap()),
+            assessed_on: day,
+            in_focus: true,
+        });
+        self
+    }
+
+    /// Levels on several conditions on one day.
+    pub fn levels(mut self, levels: &[u8], on: &str) -> Self {
+        for (i, &l) in levels.iter().enumerate() {
+            self = self.level(&format!("condition-{i}"), l, on);
+        }
+        self
+    }
+
+    pub fn goal(mut self, condition: &str, target: u8, on: &str) -> Self {
+        let id = self.next_id("goal");
+        self.h.goals.push(Goal {
+            source_id: id,
+            citizen: self.who(),
+            condition_id: SourceId::parse(condition).unwrap(),
+            target_level: FunctionalLevel::new(target).unwrap(),
+            set_on: d(on),
+            active: true,
+        });
+        self
+    }
+
+    pub fn terminated(mut self, reason: TerminationReason, on: &str) -> Self {
+        let id = self.next_id("event");
+        self.h.terminations.push(Termination {
+            source_id: id,
+            citizen: self.who(),
+            on: d(on),
+            reason,
+        });
+        self
+    }
+
+    pub fn team(mut self, team: &str, from: &str, to: Option<&str>) -> Self {
+        let a = TeamAssignment::new(self.who(), TeamId::parse(team).unwrap(), d(from), to.map(d)).unwrap();
+        self.h.assignments.push(a);
+        self
+    }
+
+    pub fn custodian(mut self, sor: &str) -> Self {
+        self.h.profile = Some(CitizenRecord {
+            citizen: self.who(),
+            custodian_sor: Some(sor.into()),
+            deceased: false,
+            active: true,
+        });
+        self
+    }
+
+    pub fn build(mut self) -> CitizenHistory {
+        self.h.assessments.sort_by_key(|a| a.assessed_at);
+        self.h.terminations.sort_by_key(|t| t.on);
+        self.h
+    }
+}
