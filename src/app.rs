@@ -1,1 +1,412 @@
-//! The commands.
+//! The commands: load the configuration, open the store, run the model, print.
+//!
+//! Exit codes: 0 success; 1 invalid configuration or mappings; 3 a runtime failure (store
+//! unreachable, a file unreadable). Data-quality findings are printed to standard error and do
+//! not change the exit code.
+
+use crate::config::{self, Loaded, LogFormat};
+use crate::domain::Track;
+use crate::model::{
+    CitizenHistory, Course, DailyTariff, Finding, compute_courses, income, resolve_history,
+    round_money,
+};
+use crate::store::Store;
+use anyhow::Context;
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code of a successful command.
+pub const EXIT_OK: u8 = 0;
+/// Exit code when the configuration or a mapping file is invalid.
+pub const EXIT_CONFIG: u8 = 1;
+/// Exit code of a runtime failure (store unreachable, file unreadable, ...).
+pub const EXIT_FAILURE: u8 = 3;
+
+/// progression-gateway: steers municipal home care by progression instead of by hours.
+#[derive(Debug, Parser)]
+#[command(name = "progression-gateway", version, about)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, default_value = "config/gateway.toml")]
+    pub config: PathBuf,
+    /// The store, overriding the configuration: `sqlite://FILE` or `postgres://...`.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the configuration, mappings and tariff tables; report every error with file and line.
+    Validate,
+    /// Team income from all stored data: one row per team, track and month.
+    Budget {
+        /// First day of the period (YYYY-MM-DD).
+        #[arg(long)]
+        from: NaiveDate,
+        /// Last day of the period, inclusive (YYYY-MM-DD). A future period is a projection on
+        /// the data known now: the clock is never read.
+        #[arg(long)]
+        to: NaiveDate,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = BudgetFormat::Table)]
+        format: BudgetFormat,
+    },
+    /// The computed courses, with kind, group, daily tariff, start, end and end reason.
+    Courses {
+        /// Compute courses starting up to this day; default: the latest day in the stored data.
+        #[arg(long)]
+        until: Option<NaiveDate>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CoursesFormat::Table)]
+        format: CoursesFormat,
+    },
+}
+
+/// Output formats of `budget`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BudgetFormat {
+    /// Aligned columns for people.
+    Table,
+    /// A JSON array of `{team, track, month, course_days, amount}`.
+    Json,
+    /// CSV with a header line.
+    Csv,
+}
+
+/// Output formats of `courses`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CoursesFormat {
+    /// Aligned columns for people.
+    Table,
+    /// A JSON array of courses.
+    Json,
+}
+
+/// Runs a command and turns its outcome into an exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let loaded = match config::load(&cli.config) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!(
+                "configuration invalid: {} error(s) in {}",
+                e.diagnostics.len(),
+                cli.config.display()
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_logging(&loaded);
+    let result = match cli.command {
+        Command::Validate => validate(&loaded),
+        Command::Budget { from, to, format } => {
+            budget(&loaded, cli.database.as_deref(), from, to, format).await
+        }
+        Command::Courses { until, format } => {
+            courses(&loaded, cli.database.as_deref(), until, format).await
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn init_logging(loaded: &Loaded) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PROGRESSION_GATEWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&loaded.settings.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests calling `run` twice) is harmless: keep the first.
+    let _ = match loaded.settings.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+fn validate(loaded: &Loaded) -> anyhow::Result<u8> {
+    let m = &loaded.mappings;
+    println!(
+        "configuration ok: {} intervention codes, {} level codes, {} teams, {} tariff tables",
+        m.interventions.rows().len(),
+        m.levels.len(),
+        m.teams.len(),
+        m.tariffs.tables().len()
+    );
+    Ok(EXIT_OK)
+}
+
+async fn open_store(loaded: &Loaded, database: Option<&str>) -> anyhow::Result<Store> {
+    let url = database.unwrap_or(&loaded.settings.database_url);
+    Store::connect(url)
+        .await
+        .with_context(|| format!("cannot open the store {}", redact_url(url)))
+}
+
+/// A database URL with any password replaced, fit for a message.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:****{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Every citizen's resolved history, from the store.
+async fn histories(store: &Store) -> anyhow::Result<Vec<CitizenHistory>> {
+    let grouped = store.all_versions().await?;
+    Ok(grouped
+        .iter()
+        .map(|(_, versions)| resolve_history(versions))
+        .collect())
+}
+
+/// Computes every citizen's courses up to `horizon`; findings are printed to standard error.
+fn compute_all(
+    histories: &[CitizenHistory],
+    loaded: &Loaded,
+    horizon: NaiveDate,
+) -> (Vec<Vec<Course>>, Vec<Finding>) {
+    let mut all = Vec::with_capacity(histories.len());
+    let mut findings = Vec::new();
+    for h in histories {
+        let out = compute_courses(h, &loaded.mappings, horizon);
+        findings.extend(out.findings);
+        all.push(out.courses);
+    }
+    (all, findings)
+}
+
+fn report_findings(findings: &[Finding]) {
+    for f in findings {
+        tracing::warn!(message = "Data-quality finding.", finding = %f);
+        eprintln!("finding: {f}");
+    }
+}
+
+/// One row of `budget`.
+#[derive(Debug, Serialize)]
+struct BudgetRow {
+    team: String,
+    track: Track,
+    month: String,
+    course_days: u32,
+    amount: String,
+}
+
+async fn budget(
+    loaded: &Loaded,
+    database: Option<&str>,
+    from: NaiveDate,
+    to: NaiveDate,
+    format: BudgetFormat,
+) -> anyhow::Result<u8> {
+    anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
+    let store = open_store(loaded, database).await?;
+    let histories = histories(&store).await?;
+    let (courses, mut findings) = compute_all(&histories, loaded, to);
+    let report = income(
+        histories.iter().zip(courses.iter().map(Vec::as_slice)),
+        &loaded.mappings,
+        from,
+        to,
+    );
+    findings.extend(report.findings);
+    report_findings(&findings);
+    let rows: Vec<BudgetRow> = report
+        .lines
+        .iter()
+        .map(|(k, l)| BudgetRow {
+            team: k.payee.to_string(),
+            track: k.track,
+            month: k.month.to_string(),
+            course_days: l.course_days,
+            amount: round_money(l.amount).to_string(),
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    match format {
+        BudgetFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &rows)?;
+            writeln!(out)?;
+        }
+        BudgetFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            for row in &rows {
+                w.serialize(row)?;
+            }
+            if rows.is_empty() {
+                w.write_record(["team", "track", "month", "course_days", "amount"])?;
+            }
+            w.flush()?;
+        }
+        BudgetFormat::Table => {
+            writeln!(
+                out,
+                "{:<12} {:<8} {:<7} {:>11} {:>16}",
+                "team", "track", "month", "course-days", "amount (DKK)"
+            )?;
+            let mut total = rust_decimal::Decimal::ZERO;
+            for r in &rows {
+                writeln!(
+                    out,
+                    "{:<12} {:<8} {:<7} {:>11} {:>16}",
+                    r.team, r.track, r.month, r.course_days, r.amount
+                )?;
+                total += r.amount.parse::<rust_decimal::Decimal>()?;
+            }
+            writeln!(out, "{:<41} {:>16}", "total", round_money(total))?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// One row of `courses`.
+#[derive(Debug, Serialize)]
+struct CourseRow<'a> {
+    id: &'a str,
+    citizen: &'a str,
+    track: Track,
+    kind: &'static str,
+    need_score: u32,
+    group: Option<u8>,
+    tariff_year: i32,
+    /// Locked daily tariff (2+ decimals, exact), or `null` for an individual course.
+    daily_tariff: Option<String>,
+    /// Hourly rate of an individual course.
+    hourly_rate: Option<String>,
+    start: NaiveDate,
+    planned_end: NaiveDate,
+    end: NaiveDate,
+    end_reason: &'static str,
+}
+
+impl<'a> From<&'a Course> for CourseRow<'a> {
+    fn from(c: &'a Course) -> Self {
+        let (daily_tariff, hourly_rate) = match c.tariff {
+            DailyTariff::Locked { amount } => (Some(amount.to_string()), None),
+            DailyTariff::Individual { hourly_rate } => (None, Some(hourly_rate.to_string())),
+        };
+        CourseRow {
+            id: &c.id.0,
+            citizen: c.citizen.as_str(),
+            track: c.track,
+            kind: c.kind.as_str(),
+            need_score: c.need_score,
+            group: c.group,
+            tariff_year: c.tariff_year,
+            daily_tariff,
+            hourly_rate,
+            start: c.start,
+            planned_end: c.planned_end,
+            end: c.end,
+            end_reason: c.end_reason.as_str(),
+        }
+    }
+}
+
+/// The latest day any stored record speaks of: the default horizon of `courses`.
+fn latest_known_day(histories: &[CitizenHistory]) -> Option<NaiveDate> {
+    histories
+        .iter()
+        .flat_map(|h| {
+            h.grants
+                .iter()
+                .flat_map(|g| [Some(g.start), g.end])
+                .flatten()
+                .chain(h.assessments.iter().map(|a| a.assessed_on))
+                .chain(h.terminations.iter().map(|t| t.on))
+                .chain(h.assignments.iter().map(|a| a.from))
+        })
+        .max()
+}
+
+async fn courses(
+    loaded: &Loaded,
+    database: Option<&str>,
+    until: Option<NaiveDate>,
+    format: CoursesFormat,
+) -> anyhow::Result<u8> {
+    let store = open_store(loaded, database).await?;
+    let histories = histories(&store).await?;
+    let horizon = until.or_else(|| latest_known_day(&histories));
+    let (courses, findings) = match horizon {
+        Some(h) => compute_all(&histories, loaded, h),
+        None => (Vec::new(), Vec::new()),
+    };
+    report_findings(&findings);
+    let all: Vec<Course> = courses.into_iter().flatten().collect();
+    store.replace_courses(&all).await?;
+    let rows: Vec<CourseRow<'_>> = all.iter().map(CourseRow::from).collect();
+    let mut out = std::io::stdout().lock();
+    match format {
+        CoursesFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &rows)?;
+            writeln!(out)?;
+        }
+        CoursesFormat::Table => {
+            writeln!(
+                out,
+                "{:<12} {:<8} {:<13} {:>5} {:>14} {:<10} {:<10} {:<12}",
+                "citizen", "track", "kind", "group", "daily tariff", "start", "end", "end reason"
+            )?;
+            for r in &rows {
+                let tariff = match (&r.daily_tariff, &r.hourly_rate) {
+                    (Some(t), _) => t.clone(),
+                    (None, Some(rate)) => format!("{rate}/h"),
+                    (None, None) => String::new(),
+                };
+                writeln!(
+                    out,
+                    "{:<12} {:<8} {:<13} {:>5} {:>14} {:<10} {:<10} {:<12}",
+                    &r.citizen[..12],
+                    r.track,
+                    r.kind,
+                    r.group.map(|g| g.to_string()).unwrap_or_else(|| "-".into()),
+                    tariff,
+                    r.start,
+                    r.end,
+                    r.end_reason
+                )?;
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("postgres://gw:s3cret@db:5432/gw"),
+            "postgres://gw:****@db:5432/gw"
+        );
+        assert_eq!(redact_url("postgres://gw@db/gw"), "postgres://gw@db/gw");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

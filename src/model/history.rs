@@ -151,25 +151,26 @@ pub struct CitizenHistory {
 pub fn resolve_history(versions: &[Versioned]) -> CitizenHistory {
     use std::collections::BTreeMap;
 
-    // Current version per (kind, source, key): the index of the winner.
-    let mut current: BTreeMap<(RecordKind, &str, String), usize> = BTreeMap::new();
-    for (i, v) in versions.iter().enumerate() {
-        let k = (v.record.kind(), v.source.as_str(), v.record.key());
-        match current.get(&k) {
-            Some(&j) if versions[j].version_at > v.version_at => {}
-            _ => {
-                current.insert(k, i);
-            }
-        }
+    // All versions per (kind, source, key), in receipt order; the current one is the latest
+    // `version_at`, the later received on a tie.
+    let mut things: BTreeMap<(RecordKind, &str, String), Vec<&Versioned>> = BTreeMap::new();
+    for v in versions {
+        things
+            .entry((v.record.kind(), v.source.as_str(), v.record.key()))
+            .or_default()
+            .push(v);
     }
-
     let mut h = CitizenHistory {
         citizen: versions.first().map(|v| v.record.citizen().clone()),
         ..CitizenHistory::default()
     };
     let mut profile_at = None;
-    for (&(kind, source, ref key), &i) in &current {
-        let v = &versions[i];
+    for all in things.values() {
+        let v = all
+            .iter()
+            .copied()
+            .reduce(|best, v| if v.version_at >= best.version_at { v } else { best })
+            .expect("every entry has a version");
         if v.withdrawn {
             continue;
         }
@@ -186,13 +187,9 @@ pub fn resolve_history(versions: &[Versioned]) -> CitizenHistory {
             Record::Termination(r) => h.terminations.push(r.clone()),
             Record::Assignment(r) => h.assignments.push(r.clone()),
             Record::Assessment(_) => {
-                // Every non-withdrawn version of a live condition.
-                for w in versions.iter() {
-                    if !w.withdrawn
-                        && w.record.kind() == kind
-                        && w.source == source
-                        && &w.record.key() == key
-                        && let Record::Assessment(a) = &w.record
+                // Every non-withdrawn version of a live condition, each once.
+                for w in all.iter().filter(|w| !w.withdrawn) {
+                    if let Record::Assessment(a) = &w.record
                         && !h.assessments.contains(a)
                     {
                         h.assessments.push(a.clone());
@@ -216,4 +213,97 @@ pub fn resolve_history(versions: &[Versioned]) -> CitizenHistory {
     h.goals.sort_by(|a, b| (a.set_on, &a.source_id).cmp(&(b.set_on, &b.source_id)));
     h.visits.sort_by_key(|v| v.start);
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{FunctionalLevel, GrantStatus, SourceId};
+    use chrono::{NaiveDate, TimeZone};
+
+    fn who() -> Pseudonym {
+        Pseudonym::parse(&"cd".repeat(32)).unwrap()
+    }
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2027, 1, 1, hour, 0, 0).unwrap()
+    }
+
+    fn grant(end: &str) -> Record {
+        Record::Grant(
+            Grant::new(
+                SourceId::parse("g1").unwrap(),
+                who(),
+                "H1.1".into(),
+                "2027-01-01".parse().unwrap(),
+                Some(end.parse().unwrap()),
+                GrantStatus::Active,
+                None,
+            )
+            .unwrap(),
+        )
+    }
+
+    fn v(hour: u32, withdrawn: bool, record: Record) -> Versioned {
+        Versioned {
+            source: "s".into(),
+            version_at: at(hour),
+            withdrawn,
+            record,
+        }
+    }
+
+    fn assessment(level: u8, hour: u32) -> Record {
+        Record::Assessment(Assessment {
+            condition_id: SourceId::parse("c1").unwrap(),
+            citizen: who(),
+            condition_code: "x".into(),
+            level: FunctionalLevel::new(level).unwrap(),
+            assessed_at: at(hour),
+            assessed_on: NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
+            in_focus: true,
+        })
+    }
+
+    #[test]
+    fn an_older_version_arriving_late_does_not_replace_the_newer() {
+        let h = resolve_history(&[v(10, false, grant("2027-03-01")), v(9, false, grant("2027-02-01"))]);
+        assert_eq!(h.grants.len(), 1);
+        assert_eq!(h.grants[0].end, Some("2027-03-01".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_withdrawn_current_version_removes_the_record() {
+        let h = resolve_history(&[v(9, false, grant("2027-02-01")), v(10, true, grant("2027-02-01"))]);
+        assert!(h.grants.is_empty());
+        // ... but a withdrawal older than the current version does not.
+        let h = resolve_history(&[v(11, false, grant("2027-02-01")), v(10, true, grant("2027-02-01"))]);
+        assert_eq!(h.grants.len(), 1);
+    }
+
+    #[test]
+    fn every_assessment_version_is_kept_in_time_order() {
+        let h = resolve_history(&[v(12, false, assessment(2, 12)), v(8, false, assessment(3, 8))]);
+        let levels: Vec<u8> = h.assessments.iter().map(|a| a.level.value()).collect();
+        assert_eq!(levels, [3, 2]);
+    }
+
+    #[test]
+    fn an_inactive_patient_withdraws_the_citizens_data() {
+        let profile = |active| {
+            Record::Citizen(CitizenRecord {
+                citizen: who(),
+                custodian_sor: None,
+                deceased: false,
+                active,
+            })
+        };
+        let h = resolve_history(&[
+            v(8, false, profile(true)),
+            v(9, false, grant("2027-02-01")),
+            v(10, false, profile(false)),
+        ]);
+        assert!(h.grants.is_empty());
+        assert_eq!(h.profile.map(|p| p.active), Some(false));
+    }
 }

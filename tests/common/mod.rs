@@ -270,3 +270,26 @@ impl HistoryBuilder {
         self.h
     }
 }
+
+/// Every record of a built history as a stored version (for loading a store in tests).
+pub fn versions_of(h: &CitizenHistory) -> Vec<progression_gateway::model::Versioned> {
+    use progression_gateway::model::{Record, Versioned};
+    let mut records: Vec<Record> = Vec::new();
+    records.extend(h.profile.iter().cloned().map(Record::Citizen));
+    records.extend(h.grants.iter().cloned().map(Record::Grant));
+    records.extend(h.assessments.iter().cloned().map(Record::Assessment));
+    records.extend(h.goals.iter().cloned().map(Record::Goal));
+    records.extend(h.terminations.iter().cloned().map(Record::Termination));
+    records.extend(h.assignments.iter().cloned().map(Record::Assignment));
+    let base = Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap();
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| Versioned {
+            source: "test".into(),
+            version_at: base + chrono::Duration::seconds(i as i64),
+            withdrawn: false,
+            record,
+        })
+        .collect()
+}

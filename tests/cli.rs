@@ -1,0 +1,142 @@
+//! The command line, run as a real process against a real SQLite file.
+
+mod common;
+
+use common::*;
+use progression_gateway::domain::TerminationReason;
+use progression_gateway::store::Store;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn gateway(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_progression-gateway"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs")
+}
+
+/// A store with the histories of worked examples A, B and C (teams by roster).
+async fn example_store(dir: &Path) -> String {
+    let url = format!("sqlite://{}", dir.join("gw.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    let a = HistoryBuilder::new(1)
+        .team("nord", "2026-01-01", None)
+        .grant(REHAB, "2027-01-04", Some("2027-02-28"))
+        .levels(&[2, 2, 2], "2027-01-02")
+        .level("condition-0", 4, "2027-02-10")
+        .build();
+    let b = HistoryBuilder::new(2)
+        .team("nord", "2026-01-01", None)
+        .grant(PERSONAL_CARE, "2027-01-01", None)
+        .levels(&[3, 3, 3], "2026-12-20")
+        .terminated(TerminationReason::Death, "2027-01-20")
+        .build();
+    let c = HistoryBuilder::new(3)
+        .team("nord", "2026-06-01", Some("2027-01-15"))
+        .team("syd", "2027-01-16", None)
+        .grant(PERSONAL_CARE, "2027-01-01", None)
+        .levels(&[2, 3], "2026-12-20")
+        .build();
+    for h in [&a, &b, &c] {
+        store.put_batch(&versions_of(h), None).await.unwrap();
+    }
+    url
+}
+
+fn rows(out: &Output) -> Vec<serde_json::Value> {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+fn find<'a>(rows: &'a [serde_json::Value], team: &str, month: &str) -> Option<&'a serde_json::Value> {
+    rows.iter().find(|r| r["team"] == team && r["month"] == month)
+}
+
+#[tokio::test]
+async fn budget_json_gives_one_row_per_team_track_and_month() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = example_store(dir.path()).await;
+    let out = gateway(&[
+        "--config", "config/example.toml", "--database", &url,
+        "budget", "--from", "2027-01-01", "--to", "2027-01-31", "--format", "json",
+    ]);
+    let rows = rows(&out);
+    // Nord: A (28 x 250) + B (20 x 260) + C (15 x 180); Syd: C (16 x 180).
+    let nord = find(&rows, "nord", "2027-01").expect("nord row");
+    assert_eq!(nord["amount"], "14900.00");
+    assert_eq!(nord["course_days"], 63);
+    assert_eq!(nord["track"], "care");
+    let syd = find(&rows, "syd", "2027-01").expect("syd row");
+    assert_eq!(syd["amount"], "2880.00");
+    assert_eq!(rows.len(), 2);
+}
+
+#[tokio::test]
+async fn budget_projects_a_future_period_and_formats_as_csv_and_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = example_store(dir.path()).await;
+    let out = gateway(&[
+        "--config", "config/example.toml", "--database", &url,
+        "budget", "--from", "2027-03-01", "--to", "2027-04-30", "--format", "csv",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("team,track,month,course_days,amount"));
+    // March: A to 28 March (28 x 250 = 7000) on nord; C on syd all month (31 x 180 = 5580).
+    assert!(text.contains("nord,care,2027-03,28,7000.00"), "{text}");
+    assert!(text.contains("syd,care,2027-03,31,5580.00"), "{text}");
+    assert!(text.contains("syd,care,2027-04,30,5400.00"), "{text}");
+    let table = gateway(&[
+        "--config", "config/example.toml", "--database", &url,
+        "budget", "--from", "2027-03-01", "--to", "2027-04-30",
+    ]);
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.lines().last().unwrap().ends_with("17980.00"), "{table}");
+}
+
+#[tokio::test]
+async fn courses_json_lists_kind_group_tariff_and_end_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = example_store(dir.path()).await;
+    let out = gateway(&[
+        "--config", "config/example.toml", "--database", &url,
+        "courses", "--until", "2027-06-30", "--format", "json",
+    ]);
+    let rows = rows(&out);
+    let a = rows
+        .iter()
+        .find(|r| r["kind"] == "development")
+        .expect("example A's course");
+    assert_eq!(a["group"], 2);
+    assert_eq!(a["daily_tariff"], "250.00");
+    assert_eq!(a["start"], "2027-01-04");
+    assert_eq!(a["end"], "2027-03-28");
+    assert_eq!(a["end_reason"], "planned");
+    let b = rows.iter().find(|r| r["end_reason"] == "death").expect("example B's course");
+    assert_eq!(b["end"], "2027-01-20");
+    assert_eq!(b["daily_tariff"], "260.00");
+    // The computed courses are kept in the store.
+    let store = Store::connect(&url).await.unwrap();
+    assert_eq!(store.courses().await.unwrap().len(), rows.len());
+}
+
+#[test]
+fn an_unreachable_store_is_a_clear_failure_with_exit_code_3() {
+    let out = gateway(&[
+        "--config", "config/example.toml", "--database", "postgres://gw:hunter2@127.0.0.1:1/gw",
+        "budget", "--from", "2027-01-01", "--to", "2027-01-31",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot open the store"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn a_missing_configuration_file_is_named() {
+    let out = gateway(&["--config", "config/nope.toml", "validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config/nope.toml"));
+}
