@@ -1,1 +1,821 @@
-//! Configuration: placeholder, replaced by the config work.
+//! Configuration: the TOML file, environment overrides, secrets, and the mapping files.
+//!
+//! [`load`] reads the configuration file, applies environment overrides, reads every mapping
+//! file (see [`crate::mapping::load`]) and validates all of it, collecting every problem found
+//! into one [`ConfigError`] whose lines read `FILE:LINE: message`.
+//!
+//! # The file
+//!
+//! See `config/example.toml`. Keys (all optional except the pseudonym key):
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `time_zone` | `Europe/Copenhagen` | IANA time zone; every model date is a local date in it |
+//! | `store.url` | `sqlite://progression-gateway.db` | database URL (`sqlite:` or `postgres://`) |
+//! | `pseudonym.key` | none | the pseudonym key itself (demonstration only) |
+//! | `pseudonym.key_file` | none | a file holding the pseudonym key (trimmed) |
+//! | `mappings.dir` | `mappings` | the mapping folder, relative to the configuration file |
+//! | `log.format` | `human` | `human` or `json` |
+//! | `log.level` | `info` | level or filter directives, as for `RUST_LOG` |
+//!
+//! # Environment overrides
+//!
+//! A variable named [`ENV_PREFIX`] followed by the key path in upper case, with `__` between a
+//! table and its key, overrides that key: `PROGRESSION_GATEWAY__TIME_ZONE`,
+//! `PROGRESSION_GATEWAY__STORE__URL`, `PROGRESSION_GATEWAY__PSEUDONYM__KEY`,
+//! `PROGRESSION_GATEWAY__PSEUDONYM__KEY_FILE`, `PROGRESSION_GATEWAY__MAPPINGS__DIR`,
+//! `PROGRESSION_GATEWAY__LOG__FORMAT`, `PROGRESSION_GATEWAY__LOG__LEVEL`.
+//! Setting `pseudonym.key` this way replaces a `key_file` of the file and the other way round.
+//! Any other variable starting with the prefix is an error; variables with a single underscore
+//! after `PROGRESSION_GATEWAY` (such as `PROGRESSION_GATEWAY_TEST_PG`) are not overrides and are
+//! ignored. Diagnostics name the variable, never its value.
+
+use crate::domain::PseudonymKey;
+use crate::mapping::Mappings;
+use crate::mapping::load::{
+    Source, de_document, did_you_mean, parse_toml, read, unknown_value_message,
+};
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::ffi::OsString;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+pub use crate::mapping::load::Diagnostic;
+
+/// The configuration file used when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "config/gateway.toml";
+
+/// Prefix of environment overrides; `__` separates a table from its key.
+pub const ENV_PREFIX: &str = "PROGRESSION_GATEWAY__";
+
+/// Default of `time_zone`.
+pub const DEFAULT_TIME_ZONE: &str = "Europe/Copenhagen";
+/// Default of `store.url`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://progression-gateway.db";
+/// Default of `mappings.dir` (relative to the configuration file).
+pub const DEFAULT_MAPPINGS_DIR: &str = "mappings";
+/// Default of `log.level`.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// The validated settings. Its `Debug` never shows the pseudonym key.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The configuration file these settings were read from, as given.
+    pub config_file: PathBuf,
+    /// The time zone every model date is a local date in.
+    pub time_zone: chrono_tz::Tz,
+    /// Database URL (`sqlite:` or `postgres://`). A relative SQLite path, such as
+    /// `sqlite://progression-gateway.db`, stays relative to the working directory of the
+    /// process (it is not resolved against the configuration file).
+    pub database_url: String,
+    /// The key of the citizen pseudonyms.
+    pub pseudonym_key: PseudonymKey,
+    /// The mapping folder, resolved against the configuration file's folder when relative.
+    pub mappings_dir: PathBuf,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Line format.
+    pub format: LogFormat,
+    /// Level or filter directives, as for `RUST_LOG` (checked to parse as an `EnvFilter`).
+    pub level: String,
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Readable lines (the default).
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings and mappings, all validated.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The settings.
+    pub settings: Settings,
+    /// The municipality's mappings.
+    pub mappings: Mappings,
+}
+
+/// Everything wrong with a configuration: one line per diagnostic.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", display_lines(.diagnostics))]
+pub struct ConfigError {
+    /// The problems, in the order found (configuration file and environment first, then the
+    /// mapping files).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+fn display_lines(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Reads the configuration file at `path`, the environment overrides and every mapping file;
+/// validates all of it and returns every problem found, not just the first.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    load_with_env(path, std::env::vars_os())
+}
+
+/// [`load`] with the environment given explicitly (for tests and embedding): only variables
+/// starting with [`ENV_PREFIX`] are looked at.
+pub fn load_with_env(
+    path: &Path,
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Loaded, ConfigError> {
+    let mut diags = Vec::new();
+    let config_dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+
+    let src = read(path, &mut diags);
+    let (mut layers, file_ok) = match &src {
+        Some(src) => read_file_layer(src, &mut diags),
+        None => (Layers::default(), false),
+    };
+    apply_env(&mut layers, env, &mut diags);
+
+    let mappings_dir = resolve(
+        &config_dir,
+        layers
+            .mappings_dir
+            .as_ref()
+            .map_or(DEFAULT_MAPPINGS_DIR, |v| v.value.as_str()),
+    );
+    let settings = if file_ok {
+        build_settings(path, &config_dir, mappings_dir.clone(), layers, &mut diags)
+    } else {
+        None
+    };
+
+    let mappings = match crate::mapping::load::load_dir(&mappings_dir) {
+        Ok(m) => Some(m),
+        Err(mapping_diags) => {
+            diags.extend(mapping_diags);
+            None
+        }
+    };
+    match (settings, mappings) {
+        (Some(settings), Some(mappings)) if diags.is_empty() => Ok(Loaded { settings, mappings }),
+        _ => Err(ConfigError { diagnostics: diags }),
+    }
+}
+
+/// `dir` resolved against `base` when relative, with `.` and `..` removed lexically (so that
+/// `config/../mappings` reads `mappings` in messages; symbolic links are not followed).
+fn resolve(base: &Path, dir: &str) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in base.join(dir).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) {
+                    out.pop();
+                } else if !matches!(
+                    out.components().next_back(),
+                    Some(Component::RootDir | Component::Prefix(_))
+                ) {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written
+// ---------------------------------------------------------------------------------------------
+
+/// The configuration file as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// IANA time zone (default `Europe/Copenhagen`).
+    time_zone: Option<Spanned<String>>,
+    /// `[store]` (default: all defaults).
+    #[serde(default)]
+    store: RawStore,
+    /// `[pseudonym]`: required, unless the key comes from the environment.
+    #[serde(default)]
+    pseudonym: RawPseudonym,
+    /// `[mappings]` (default: all defaults).
+    #[serde(default)]
+    mappings: RawMappings,
+    /// `[log]` (default: all defaults).
+    #[serde(default)]
+    log: RawLog,
+}
+
+/// `[store]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    /// Database URL (default `sqlite://progression-gateway.db`).
+    url: Option<Spanned<String>>,
+}
+
+/// `[pseudonym]`: exactly one of `key` and `key_file`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPseudonym {
+    /// The key itself (no default).
+    key: Option<Spanned<SecretText>>,
+    /// A file holding the key, relative to the configuration file (no default).
+    key_file: Option<Spanned<String>>,
+}
+
+/// A secret written in the file: a string, and an error that never echoes a value of the
+/// wrong type (serde's own "invalid type: integer `123`" would).
+struct SecretText(SecretString);
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        const WRONG: &str = "the pseudonym key must be a quoted string";
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = SecretText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a quoted string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<SecretText, E> {
+                Ok(SecretText(SecretString::from(s.to_owned())))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<SecretText, E> {
+                Err(E::custom(WRONG))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<SecretText, E> {
+                Err(E::custom(WRONG))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<SecretText, E> {
+                Err(E::custom(WRONG))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<SecretText, E> {
+                Err(E::custom(WRONG))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// `[mappings]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMappings {
+    /// The mapping folder, relative to the configuration file (default `mappings`).
+    dir: Option<Spanned<String>>,
+}
+
+/// `[log]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    /// `human` or `json` (default `human`).
+    format: Option<Spanned<String>>,
+    /// Level or filter directives (default `info`).
+    level: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values with their origin: file line or environment variable
+// ---------------------------------------------------------------------------------------------
+
+/// Where a value came from, so that a diagnostic can point at it.
+#[derive(Clone)]
+enum Origin {
+    /// The configuration file, at a line.
+    File { file: String, line: usize },
+    /// An environment variable (its name).
+    Env(String),
+}
+
+impl Origin {
+    fn diag(&self, message: impl Into<String>) -> Diagnostic {
+        match self {
+            Origin::File { file, line } => Diagnostic::at(file, *line, message),
+            Origin::Env(var) => Diagnostic::file(format!("env {var}"), message),
+        }
+    }
+}
+
+/// A value and where it came from.
+struct Sourced<T> {
+    value: T,
+    origin: Origin,
+}
+
+/// Every setting after the file and the environment, before validation.
+#[derive(Default)]
+struct Layers {
+    time_zone: Option<Sourced<String>>,
+    store_url: Option<Sourced<String>>,
+    key: Option<Sourced<SecretString>>,
+    key_file: Option<Sourced<String>>,
+    mappings_dir: Option<Sourced<String>>,
+    log_format: Option<Sourced<String>>,
+    log_level: Option<Sourced<String>>,
+    /// Line of `[pseudonym]` (or 1), for "no key" diagnostics.
+    pseudonym_origin: Option<Origin>,
+}
+
+/// Reads the file into layers; `false` if the file itself has an error.
+fn read_file_layer(src: &Source, diags: &mut Vec<Diagnostic>) -> (Layers, bool) {
+    let Some(root) = parse_toml(src, diags) else {
+        return (Layers::default(), false);
+    };
+    let Some(raw) = de_document::<RawConfig>(src, &root, diags) else {
+        // Still find the mapping folder, so the mapping files are checked too.
+        let dir = root
+            .get_ref()
+            .iter()
+            .find(|(k, _)| k.get_ref() == "mappings")
+            .and_then(|(_, v)| v.get_ref().as_table())
+            .and_then(|t| t.iter().find(|(k, _)| k.get_ref() == "dir"))
+            .and_then(|(_, v)| v.get_ref().as_str().map(str::to_owned));
+        let layers = Layers {
+            mappings_dir: dir.map(|value| Sourced {
+                value,
+                origin: Origin::File {
+                    file: src.name.clone(),
+                    line: 1,
+                },
+            }),
+            ..Layers::default()
+        };
+        return (layers, false);
+    };
+    let at = |span: Range<usize>| Origin::File {
+        file: src.name.clone(),
+        line: src.line_of(span.start),
+    };
+    let sourced = |v: Spanned<String>| Sourced {
+        origin: at(v.span()),
+        value: v.into_inner(),
+    };
+    let pseudonym_line = root
+        .get_ref()
+        .iter()
+        .find(|(k, _)| k.get_ref() == "pseudonym")
+        .map(|(k, _)| k.span())
+        .unwrap_or(0..0);
+    let layers = Layers {
+        time_zone: raw.time_zone.map(sourced),
+        store_url: raw.store.url.map(sourced),
+        key: raw.pseudonym.key.map(|v| Sourced {
+            origin: at(v.span()),
+            value: v.into_inner().0,
+        }),
+        key_file: raw.pseudonym.key_file.map(sourced),
+        mappings_dir: raw.mappings.dir.map(sourced),
+        log_format: raw.log.format.map(sourced),
+        log_level: raw.log.level.map(sourced),
+        pseudonym_origin: Some(at(pseudonym_line)),
+    };
+    (layers, true)
+}
+
+/// The keys that can be overridden, as `(path after the prefix, dotted key)`.
+const ENV_KEYS: [(&str, &str); 7] = [
+    ("TIME_ZONE", "time_zone"),
+    ("STORE__URL", "store.url"),
+    ("PSEUDONYM__KEY", "pseudonym.key"),
+    ("PSEUDONYM__KEY_FILE", "pseudonym.key_file"),
+    ("MAPPINGS__DIR", "mappings.dir"),
+    ("LOG__FORMAT", "log.format"),
+    ("LOG__LEVEL", "log.level"),
+];
+
+/// Applies `PROGRESSION_GATEWAY__...` variables on top of the file.
+fn apply_env(
+    layers: &mut Layers,
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut vars: Vec<(String, OsString)> = env
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let k = k.into_string().ok()?;
+            k.starts_with(ENV_PREFIX).then_some((k, v))
+        })
+        .collect();
+    // A stable order, so diagnostics do not depend on the environment's order.
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let (mut env_key, mut env_key_file) = (false, false);
+    for (var, value) in vars {
+        let path = &var[ENV_PREFIX.len()..];
+        let origin = Origin::Env(var.clone());
+        let Some(&(_, key)) = ENV_KEYS.iter().find(|(p, _)| p.eq_ignore_ascii_case(path)) else {
+            let mut msg = format!(
+                "unknown configuration key `{}`",
+                path.to_lowercase().replace("__", ".")
+            );
+            if let Some(s) = did_you_mean(path, ENV_KEYS.iter().map(|(p, _)| *p)) {
+                msg.push_str(&format!("; did you mean {ENV_PREFIX}{s}?"));
+            }
+            msg.push_str(&format!(
+                " (known: {})",
+                ENV_KEYS
+                    .iter()
+                    .map(|(p, _)| format!("{ENV_PREFIX}{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            diags.push(origin.diag(msg));
+            continue;
+        };
+        let Ok(value) = value.into_string() else {
+            diags.push(origin.diag(format!("the value of {key} is not valid UTF-8")));
+            continue;
+        };
+        // The secret is moved straight into a `SecretString`; other values are plain text.
+        let plain = |value: String| {
+            Some(Sourced {
+                value,
+                origin: origin.clone(),
+            })
+        };
+        match key {
+            "time_zone" => layers.time_zone = plain(value),
+            "store.url" => layers.store_url = plain(value),
+            "pseudonym.key" => {
+                layers.key = Some(Sourced {
+                    value: SecretString::from(value),
+                    origin: origin.clone(),
+                });
+                layers.key_file = None;
+                env_key = true;
+            }
+            "pseudonym.key_file" => {
+                layers.key_file = plain(value);
+                layers.key = None;
+                env_key_file = true;
+            }
+            "mappings.dir" => layers.mappings_dir = plain(value),
+            "log.format" => layers.log_format = plain(value),
+            "log.level" => layers.log_level = plain(value),
+            _ => unreachable!("every key of ENV_KEYS is handled"),
+        }
+    }
+    if env_key && env_key_file {
+        diags.push(Origin::Env(format!("{ENV_PREFIX}PSEUDONYM__KEY_FILE")).diag(format!(
+            "both {ENV_PREFIX}PSEUDONYM__KEY and {ENV_PREFIX}PSEUDONYM__KEY_FILE are set: give one"
+        )));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+// ---------------------------------------------------------------------------------------------
+
+fn build_settings(
+    path: &Path,
+    config_dir: &Path,
+    mappings_dir: PathBuf,
+    layers: Layers,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Settings> {
+    let before = diags.len();
+
+    let time_zone = match &layers.time_zone {
+        None => Some(chrono_tz::Europe::Copenhagen),
+        Some(tz) => match tz.value.parse::<chrono_tz::Tz>() {
+            Ok(z) => Some(z),
+            Err(_) => {
+                let mut msg = format!(
+                    "unknown time zone `{}` (expected an IANA name such as {DEFAULT_TIME_ZONE})",
+                    tz.value
+                );
+                if let Some(s) =
+                    did_you_mean(&tz.value, chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()))
+                {
+                    msg.push_str(&format!("; did you mean `{s}`?"));
+                }
+                diags.push(tz.origin.diag(msg));
+                None
+            }
+        },
+    };
+
+    let database_url = match &layers.store_url {
+        None => DEFAULT_DATABASE_URL.to_owned(),
+        Some(url) => {
+            let v = url.value.trim();
+            let ok = ["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|p| v.starts_with(p) && v.len() > p.len());
+            if !ok {
+                // The URL may hold a password: do not echo it.
+                diags.push(url.origin.diag(
+                    "store.url must start with sqlite: or postgres:// (for example \
+                     sqlite://progression-gateway.db)",
+                ));
+            }
+            v.to_owned()
+        }
+    };
+
+    let secret = match (&layers.key, &layers.key_file) {
+        (Some(_), Some(file)) => {
+            diags.push(
+                file.origin
+                    .diag("give exactly one of pseudonym.key and pseudonym.key_file, not both"),
+            );
+            None
+        }
+        (None, None) => {
+            let origin = layers.pseudonym_origin.clone().unwrap_or(Origin::File {
+                file: path.display().to_string(),
+                line: 1,
+            });
+            diags.push(origin.diag(format!(
+                "no pseudonym key: set pseudonym.key_file (or pseudonym.key) in [pseudonym], \
+                 or the environment variable {ENV_PREFIX}PSEUDONYM__KEY"
+            )));
+            None
+        }
+        (Some(key), None) => Some((key.value.clone(), key.origin.clone())),
+        (None, Some(file)) => {
+            let key_path = config_dir.join(&file.value);
+            match std::fs::read_to_string(&key_path) {
+                Ok(text) => Some((
+                    SecretString::from(text.trim().to_owned()),
+                    file.origin.clone(),
+                )),
+                Err(e) => {
+                    diags.push(file.origin.diag(format!(
+                        "cannot read the pseudonym key file {}: {e}",
+                        key_path.display()
+                    )));
+                    None
+                }
+            }
+        }
+    };
+    let pseudonym_key = secret.and_then(|(secret, origin)| match PseudonymKey::new(secret) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            diags.push(origin.diag(e.to_string()));
+            None
+        }
+    });
+
+    if let Some(dir) = &layers.mappings_dir
+        && dir.value.trim().is_empty()
+    {
+        diags.push(dir.origin.diag("mappings.dir is empty"));
+    }
+
+    let format = match &layers.log_format {
+        None => Some(LogFormat::Human),
+        Some(f) => match f.value.as_str() {
+            "human" => Some(LogFormat::Human),
+            "json" => Some(LogFormat::Json),
+            other => {
+                diags.push(f.origin.diag(unknown_value_message(
+                    "log format",
+                    other,
+                    &["human", "json"],
+                )));
+                None
+            }
+        },
+    };
+    let level = match &layers.log_level {
+        None => DEFAULT_LOG_LEVEL.to_owned(),
+        Some(l) => {
+            if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&l.value) {
+                diags.push(l.origin.diag(format!("bad log level `{}`: {e}", l.value)));
+            }
+            l.value.clone()
+        }
+    };
+
+    if diags.len() != before {
+        return None;
+    }
+    Some(Settings {
+        config_file: path.to_path_buf(),
+        time_zone: time_zone?,
+        database_url,
+        pseudonym_key: pseudonym_key?,
+        mappings_dir,
+        log: LogSettings {
+            format: format?,
+            level,
+        },
+    })
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    const MAPPINGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings");
+
+    fn write_config(dir: &Path, body: &str) -> PathBuf {
+        let path = dir.join("gateway.toml");
+        fs::write(&path, format!("{body}\n[mappings]\ndir = \"{MAPPINGS}\"\n")).unwrap();
+        path
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect()
+    }
+
+    fn errors(path: &Path, vars: &[(&str, &str)]) -> Vec<String> {
+        load_with_env(path, env(vars))
+            .expect_err("expected an error")
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_and_the_key_is_not_shown() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = write_config(
+            tmp.path(),
+            "[pseudonym]\nkey = \"a-very-secret-key-0123456789\"",
+        );
+        let loaded = load_with_env(&path, env(&[])).unwrap();
+        let s = &loaded.settings;
+        assert_eq!(s.time_zone, chrono_tz::Europe::Copenhagen);
+        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(
+            s.log,
+            LogSettings {
+                format: LogFormat::Human,
+                level: "info".into()
+            }
+        );
+        assert!(!format!("{s:?}").contains("a-very-secret-key"));
+    }
+
+    #[test]
+    fn key_file_is_read_trimmed_relative_to_the_config() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("k"), "  file-key-0123456789abcdef \n").unwrap();
+        let path = write_config(tmp.path(), "[pseudonym]\nkey_file = \"k\"");
+        let loaded = load_with_env(&path, env(&[])).unwrap();
+        let expected = PseudonymKey::new(SecretString::from("file-key-0123456789abcdef")).unwrap();
+        let cpr = crate::domain::Cpr::parse("0101501234").unwrap();
+        assert_eq!(
+            loaded.settings.pseudonym_key.citizen(&cpr),
+            expected.citizen(&cpr)
+        );
+    }
+
+    #[test]
+    fn env_overrides_name_the_variable_not_the_value() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = write_config(
+            tmp.path(),
+            "[pseudonym]\nkey = \"a-very-secret-key-0123456789\"",
+        );
+        let shown = errors(
+            &path,
+            &[
+                ("PROGRESSION_GATEWAY__PSEUDONYM__KEY", "short-secret"),
+                ("PROGRESSION_GATEWAY__STORE__URI", "x"),
+                ("PROGRESSION_GATEWAY__TIME_ZONE", "Europe/Copenhagn"),
+                ("PROGRESSION_GATEWAY_TEST_PG", "ignored"),
+            ],
+        );
+        assert_eq!(shown.len(), 3, "{shown:#?}");
+        assert!(shown[0].starts_with("env PROGRESSION_GATEWAY__STORE__URI: unknown configuration key `store.uri`; did you mean PROGRESSION_GATEWAY__STORE__URL?"), "{shown:#?}");
+        assert!(
+            shown[1].starts_with(
+                "env PROGRESSION_GATEWAY__TIME_ZONE: unknown time zone `Europe/Copenhagn`"
+            ),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[1].ends_with("did you mean `Europe/Copenhagen`?"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[2].starts_with(
+                "env PROGRESSION_GATEWAY__PSEUDONYM__KEY: pseudonym key: must be at least 16 bytes"
+            ),
+            "{shown:#?}"
+        );
+        assert!(!shown.join("\n").contains("short-secret"));
+    }
+
+    #[test]
+    fn file_errors_carry_lines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = write_config(
+            tmp.path(),
+            "time_zone = \"Mars/Olympus\"\n[store]\nurl = \"mysql://x\"\n[pseudonym]\nkey = \"k\"\nkey_file = \"nope\"\n[log]\nformat = \"jsno\"\nlevel = \"info,=[\"",
+        );
+        let shown = errors(&path, &[]);
+        let name = path.display().to_string();
+        assert!(
+            shown[0].starts_with(&format!("{name}:1: unknown time zone `Mars/Olympus`")),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[1].starts_with(&format!("{name}:3: store.url must start with")),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[2].starts_with(&format!("{name}:6: give exactly one of")),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[3].starts_with(&format!(
+                "{name}:8: unknown log format `jsno`; did you mean `json`?"
+            )),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[4].starts_with(&format!("{name}:9: bad log level")),
+            "{shown:#?}"
+        );
+        assert_eq!(shown.len(), 5, "{shown:#?}");
+    }
+
+    #[test]
+    fn a_key_of_the_wrong_type_is_not_echoed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = write_config(tmp.path(), "[pseudonym]\nkey = 98765432109876543");
+        let shown = errors(&path, &[]);
+        assert_eq!(shown.len(), 1, "{shown:#?}");
+        assert!(
+            shown[0].ends_with(":2: the pseudonym key must be a quoted string"),
+            "{shown:#?}"
+        );
+    }
+
+    #[test]
+    fn relative_folders_are_resolved_lexically() {
+        assert_eq!(
+            resolve(Path::new("config"), "../mappings"),
+            PathBuf::from("mappings")
+        );
+        assert_eq!(
+            resolve(Path::new("."), "mappings"),
+            PathBuf::from("mappings")
+        );
+        assert_eq!(resolve(Path::new("."), ".."), PathBuf::from(".."));
+        assert_eq!(
+            resolve(Path::new("/etc/gw"), "../../../m"),
+            PathBuf::from("/m")
+        );
+        assert_eq!(
+            resolve(Path::new("config"), "/srv/m"),
+            PathBuf::from("/srv/m")
+        );
+        assert_eq!(resolve(Path::new("config"), ".."), PathBuf::from("."));
+    }
+
+    #[test]
+    fn a_missing_key_is_an_error_unless_the_environment_has_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = write_config(tmp.path(), "");
+        let shown = errors(&path, &[]);
+        assert!(shown[0].contains("no pseudonym key"), "{shown:#?}");
+        let ok = load_with_env(
+            &path,
+            env(&[(
+                "PROGRESSION_GATEWAY__PSEUDONYM__KEY",
+                "env-key-0123456789abcdef",
+            )]),
+        );
+        assert!(ok.is_ok());
+    }
+}

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use progression_gateway::domain::{CourseKind, TerminationReason, Track};
-use progression_gateway::mapping::{Mappings, NeedGroup};
+use progression_gateway::mapping::{Mappings, NeedGroup, TariffTable};
 use progression_gateway::model::{
     CitizenHistory, Course, DailyTariff, EndReason, Finding, IncomeLine, Payee, YearMonth,
     compute_courses, income, nightly_deltas, round_money,
@@ -465,4 +465,21 @@ fn a_late_death_report_lowers_the_month_and_the_delta_is_a_correction() {
     assert_eq!(deltas.len(), 1);
     assert_eq!(deltas[0].amount.to_string(), "-1820.00"); // 7 days x 260 paid too much
     assert_eq!(deltas[0].month_to_date.to_string(), "5200.00");
+}
+#[test]
+fn shipped_example_configuration_holds_the_worked_example_tables() {
+    let loaded = progression_gateway::config::load(std::path::Path::new("config/example.toml"))
+        .expect("config/example.toml loads");
+    let tables: Vec<TariffTable> = loaded.mappings.tariffs.tables().to_vec();
+    let mut expected = worked_example_tables();
+    expected.sort_by_key(|t| (t.track, t.year));
+    assert_eq!(tables, expected);
+    // Wound care in both code forms: nursing, weight 3, development (example G).
+    for code in [WOUND_CARE, "G1.39"] {
+        let w = loaded.mappings.interventions.get(code).expect("wound care mapped");
+        assert_eq!(w.track, Some(Track::Nursing));
+        assert_eq!(w.nursing_weight, 3);
+        assert_eq!(w.course_hint, progression_gateway::mapping::CourseHint::Development);
+    }
+    let _ = YearMonth::of(d("2027-01-01"));
 }

@@ -36,6 +36,7 @@ pub const WOUND_CARE: &str = "76878386-b3d2-4320-828a-a700e8a66234";
 /// SUL §138 medicine dispensing (G1.21): nursing, weight 1.
 pub const MEDICINE: &str = "81ad7190-f253-47c2-a7c9-3d61dd4f7275";
 
+#[allow(clippy::too_many_arguments)] // one argument per CSV column, as in the file
 fn row(
     code: &str,
     legacy: &str,
