@@ -45,12 +45,21 @@ async fn example_store(dir: &Path) -> String {
 }
 
 fn rows(out: &Output) -> Vec<serde_json::Value> {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("stdout is JSON")
 }
 
-fn find<'a>(rows: &'a [serde_json::Value], team: &str, month: &str) -> Option<&'a serde_json::Value> {
-    rows.iter().find(|r| r["team"] == team && r["month"] == month)
+fn find<'a>(
+    rows: &'a [serde_json::Value],
+    team: &str,
+    month: &str,
+) -> Option<&'a serde_json::Value> {
+    rows.iter()
+        .find(|r| r["team"] == team && r["month"] == month)
 }
 
 #[tokio::test]
@@ -58,8 +67,17 @@ async fn budget_json_gives_one_row_per_team_track_and_month() {
     let dir = tempfile::tempdir().unwrap();
     let url = example_store(dir.path()).await;
     let out = gateway(&[
-        "--config", "config/example.toml", "--database", &url,
-        "budget", "--from", "2027-01-01", "--to", "2027-01-31", "--format", "json",
+        "--config",
+        "config/example.toml",
+        "--database",
+        &url,
+        "budget",
+        "--from",
+        "2027-01-01",
+        "--to",
+        "2027-01-31",
+        "--format",
+        "json",
     ]);
     let rows = rows(&out);
     // Nord: A (28 x 250) + B (20 x 260) + C (15 x 180); Syd: C (16 x 180).
@@ -77,10 +95,23 @@ async fn budget_projects_a_future_period_and_formats_as_csv_and_table() {
     let dir = tempfile::tempdir().unwrap();
     let url = example_store(dir.path()).await;
     let out = gateway(&[
-        "--config", "config/example.toml", "--database", &url,
-        "budget", "--from", "2027-03-01", "--to", "2027-04-30", "--format", "csv",
+        "--config",
+        "config/example.toml",
+        "--database",
+        &url,
+        "budget",
+        "--from",
+        "2027-03-01",
+        "--to",
+        "2027-04-30",
+        "--format",
+        "csv",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("team,track,month,course_days,amount"));
@@ -89,11 +120,21 @@ async fn budget_projects_a_future_period_and_formats_as_csv_and_table() {
     assert!(text.contains("syd,care,2027-03,31,5580.00"), "{text}");
     assert!(text.contains("syd,care,2027-04,30,5400.00"), "{text}");
     let table = gateway(&[
-        "--config", "config/example.toml", "--database", &url,
-        "budget", "--from", "2027-03-01", "--to", "2027-04-30",
+        "--config",
+        "config/example.toml",
+        "--database",
+        &url,
+        "budget",
+        "--from",
+        "2027-03-01",
+        "--to",
+        "2027-04-30",
     ]);
     let table = String::from_utf8(table.stdout).unwrap();
-    assert!(table.lines().last().unwrap().ends_with("17980.00"), "{table}");
+    assert!(
+        table.lines().last().unwrap().ends_with("17980.00"),
+        "{table}"
+    );
 }
 
 #[tokio::test]
@@ -101,8 +142,15 @@ async fn courses_json_lists_kind_group_tariff_and_end_reason() {
     let dir = tempfile::tempdir().unwrap();
     let url = example_store(dir.path()).await;
     let out = gateway(&[
-        "--config", "config/example.toml", "--database", &url,
-        "courses", "--until", "2027-06-30", "--format", "json",
+        "--config",
+        "config/example.toml",
+        "--database",
+        &url,
+        "courses",
+        "--until",
+        "2027-06-30",
+        "--format",
+        "json",
     ]);
     let rows = rows(&out);
     let a = rows
@@ -114,7 +162,10 @@ async fn courses_json_lists_kind_group_tariff_and_end_reason() {
     assert_eq!(a["start"], "2027-01-04");
     assert_eq!(a["end"], "2027-03-28");
     assert_eq!(a["end_reason"], "planned");
-    let b = rows.iter().find(|r| r["end_reason"] == "death").expect("example B's course");
+    let b = rows
+        .iter()
+        .find(|r| r["end_reason"] == "death")
+        .expect("example B's course");
     assert_eq!(b["end"], "2027-01-20");
     assert_eq!(b["daily_tariff"], "260.00");
     // The computed courses are kept in the store.
@@ -125,8 +176,15 @@ async fn courses_json_lists_kind_group_tariff_and_end_reason() {
 #[test]
 fn an_unreachable_store_is_a_clear_failure_with_exit_code_3() {
     let out = gateway(&[
-        "--config", "config/example.toml", "--database", "postgres://gw:hunter2@127.0.0.1:1/gw",
-        "budget", "--from", "2027-01-01", "--to", "2027-01-31",
+        "--config",
+        "config/example.toml",
+        "--database",
+        "postgres://gw:hunter2@127.0.0.1:1/gw",
+        "budget",
+        "--from",
+        "2027-01-01",
+        "--to",
+        "2027-01-31",
     ]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);

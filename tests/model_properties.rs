@@ -5,8 +5,8 @@ mod common;
 use chrono::{Days, NaiveDate, TimeZone, Utc};
 use common::*;
 use progression_gateway::domain::{
-    Assessment, FunctionalLevel, Grant, GrantStatus, SourceId, TeamAssignment, TeamId,
-    Termination, TerminationReason, Track,
+    Assessment, FunctionalLevel, Grant, GrantStatus, SourceId, TeamAssignment, TeamId, Termination,
+    TerminationReason, Track,
 };
 use progression_gateway::mapping::{Mappings, NeedGroup};
 use progression_gateway::model::{
@@ -26,10 +26,24 @@ fn day(offset: u32) -> NaiveDate {
 /// An event in a citizen's history, dated by an offset in days from 2027-01-01.
 #[derive(Debug, Clone)]
 enum Event {
-    Grant { code: usize, start: u32, len: Option<u32> },
-    Level { condition: u8, level: u8, on: u32 },
-    Termination { reason: u8, on: u32 },
-    Team { team: bool, from: u32 },
+    Grant {
+        code: usize,
+        start: u32,
+        len: Option<u32>,
+    },
+    Level {
+        condition: u8,
+        level: u8,
+        on: u32,
+    },
+    Termination {
+        reason: u8,
+        on: u32,
+    },
+    Team {
+        team: bool,
+        from: u32,
+    },
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -51,17 +65,32 @@ fn records(n: u32, events: &[Event]) -> Vec<Versioned> {
         .enumerate()
         .map(|(i, e)| {
             let id = SourceId::parse(&format!("r{i}")).unwrap();
-            let at = Utc.from_utc_datetime(&day(0).and_hms_opt(0, 0, 0).unwrap()) + chrono::Duration::minutes(i as i64);
+            let at = Utc.from_utc_datetime(&day(0).and_hms_opt(0, 0, 0).unwrap())
+                + chrono::Duration::minutes(i as i64);
             let record = match *e {
                 Event::Grant { code, start, len } => Record::Grant(
-                    Grant::new(id, who.clone(), CODES[code].into(), day(start), len.map(|l| day(start + l)), GrantStatus::Active, None).unwrap(),
+                    Grant::new(
+                        id,
+                        who.clone(),
+                        CODES[code].into(),
+                        day(start),
+                        len.map(|l| day(start + l)),
+                        GrantStatus::Active,
+                        None,
+                    )
+                    .unwrap(),
                 ),
-                Event::Level { condition, level, on } => Record::Assessment(Assessment {
+                Event::Level {
+                    condition,
+                    level,
+                    on,
+                } => Record::Assessment(Assessment {
                     condition_id: SourceId::parse(&format!("c{condition}")).unwrap(),
                     citizen: who.clone(),
                     condition_code: format!("c{condition}"),
                     level: FunctionalLevel::new(level).unwrap(),
-                    assessed_at: Utc.from_utc_datetime(&day(on).and_hms_opt(10, 0, 0).unwrap()) + chrono::Duration::seconds(i as i64),
+                    assessed_at: Utc.from_utc_datetime(&day(on).and_hms_opt(10, 0, 0).unwrap())
+                        + chrono::Duration::seconds(i as i64),
                     assessed_on: day(on),
                     in_focus: true,
                 }),
@@ -69,13 +98,28 @@ fn records(n: u32, events: &[Event]) -> Vec<Versioned> {
                     source_id: id,
                     citizen: who.clone(),
                     on: day(on),
-                    reason: [TerminationReason::Death, TerminationReason::MovedOut, TerminationReason::NursingHome][reason as usize],
+                    reason: [
+                        TerminationReason::Death,
+                        TerminationReason::MovedOut,
+                        TerminationReason::NursingHome,
+                    ][reason as usize],
                 }),
                 Event::Team { team, from } => Record::Assignment(
-                    TeamAssignment::new(who.clone(), TeamId::parse(if team { "nord" } else { "syd" }).unwrap(), day(from), None).unwrap(),
+                    TeamAssignment::new(
+                        who.clone(),
+                        TeamId::parse(if team { "nord" } else { "syd" }).unwrap(),
+                        day(from),
+                        None,
+                    )
+                    .unwrap(),
                 ),
             };
-            Versioned { source: "test".into(), version_at: at, withdrawn: false, record }
+            Versioned {
+                source: "test".into(),
+                version_at: at,
+                withdrawn: false,
+                record,
+            }
         })
         .collect()
 }

@@ -17,12 +17,19 @@ const HORIZON: &str = "2028-12-31";
 
 fn courses(h: &CitizenHistory, m: &Mappings) -> Vec<Course> {
     let out = compute_courses(h, m, d(HORIZON));
-    assert!(out.findings.is_empty(), "unexpected findings: {:?}", out.findings);
+    assert!(
+        out.findings.is_empty(),
+        "unexpected findings: {:?}",
+        out.findings
+    );
     out.courses
 }
 
 fn track_courses(h: &CitizenHistory, m: &Mappings, track: Track) -> Vec<Course> {
-    courses(h, m).into_iter().filter(|c| c.track == track).collect()
+    courses(h, m)
+        .into_iter()
+        .filter(|c| c.track == track)
+        .collect()
 }
 
 /// Income per (team, month) of one track over a period, rounded to øre.
@@ -39,7 +46,12 @@ fn monthly(
         .lines
         .into_iter()
         .filter(|(k, _)| k.track == track)
-        .map(|(k, l)| ((k.payee.to_string(), k.month.to_string()), round_money(l.amount)))
+        .map(|(k, l)| {
+            (
+                (k.payee.to_string(), k.month.to_string()),
+                round_money(l.amount),
+            )
+        })
         .collect()
 }
 
@@ -98,7 +110,10 @@ fn example_b_death_ends_the_course_on_the_day_of_death() {
     assert_eq!(locked(c).to_string(), "260.00");
     assert_eq!(c.end, d("2027-01-20"));
     assert_eq!(c.planned_end, d("2027-07-01"));
-    assert_eq!(c.end_reason, EndReason::Terminated(TerminationReason::Death));
+    assert_eq!(
+        c.end_reason,
+        EndReason::Terminated(TerminationReason::Death)
+    );
     let money = monthly(&h, &m, Track::Care, "2027-01-01", "2027-12-31");
     assert_eq!(amount(&money, "nord", "2027-01"), "5200.00");
     assert_eq!(money.len(), 1);
@@ -276,7 +291,10 @@ fn a_grant_ending_on_the_last_course_day_leaves_no_successor() {
         .build();
     let cs2 = courses(&h2, &m);
     assert_eq!(cs2.len(), 2);
-    assert_eq!((cs2[1].start, cs2[1].kind), (d("2027-03-29"), CourseKind::Development));
+    assert_eq!(
+        (cs2[1].start, cs2[1].kind),
+        (d("2027-03-29"), CourseKind::Development)
+    );
 }
 
 #[test]
@@ -292,7 +310,10 @@ fn a_citizen_in_both_tracks_has_independent_courses() {
     let nursing = track_courses(&h, &m, Track::Nursing);
     assert_eq!((care[0].start, care[0].group), (d("2027-01-01"), Some(2)));
     assert_eq!(nursing.len(), 1);
-    assert_eq!((nursing[0].start, nursing[0].kind), (d("2027-01-05"), CourseKind::Stabilisation));
+    assert_eq!(
+        (nursing[0].start, nursing[0].kind),
+        (d("2027-01-05"), CourseKind::Stabilisation)
+    );
     assert_eq!(locked(&nursing[0]).to_string(), "60.00");
     let care_money = monthly(&h, &m, Track::Care, "2027-01-01", "2027-01-31");
     let nursing_money = monthly(&h, &m, Track::Nursing, "2027-01-01", "2027-01-31");
@@ -330,9 +351,15 @@ fn a_locked_tariff_survives_the_year_end_and_a_new_tariff_year() {
         .levels(&[1], "2027-11-01")
         .build();
     let cs = courses(&h, &m);
-    assert_eq!((cs[0].tariff_year, locked(&cs[0]).to_string()), (2027, "95.00".into()));
+    assert_eq!(
+        (cs[0].tariff_year, locked(&cs[0]).to_string()),
+        (2027, "95.00".into())
+    );
     assert_eq!(cs[1].start, d("2028-05-31"));
-    assert_eq!((cs[1].tariff_year, locked(&cs[1]).to_string()), (2028, "105.00".into()));
+    assert_eq!(
+        (cs[1].tariff_year, locked(&cs[1]).to_string()),
+        (2028, "105.00".into())
+    );
     let money = monthly(&h, &m, Track::Care, "2028-01-01", "2028-01-31");
     assert_eq!(amount(&money, "nord", "2028-01"), "2945.00");
 }
@@ -381,7 +408,13 @@ fn moving_out_ends_the_course_and_a_later_grant_starts_a_new_one() {
     let cs = courses(&h, &m);
     // The open grant of June goes on, so stabilisation courses follow each other from June.
     assert!(cs.len() >= 2, "{cs:?}");
-    assert_eq!((cs[0].end, cs[0].end_reason), (d("2027-02-10"), EndReason::Terminated(TerminationReason::MovedOut)));
+    assert_eq!(
+        (cs[0].end, cs[0].end_reason),
+        (
+            d("2027-02-10"),
+            EndReason::Terminated(TerminationReason::MovedOut)
+        )
+    );
     assert_eq!(cs[1].start, d("2027-06-01"));
 }
 
@@ -408,7 +441,14 @@ fn days_without_a_team_go_to_the_fallback_and_are_reported() {
     );
     assert!(matches!(
         report.findings.as_slice(),
-        [Finding::DaysWithoutTeam { days: 10, month: YearMonth { year: 2027, month: 1 }, .. }]
+        [Finding::DaysWithoutTeam {
+            days: 10,
+            month: YearMonth {
+                year: 2027,
+                month: 1
+            },
+            ..
+        }]
     ));
 }
 
@@ -432,8 +472,18 @@ fn unknown_codes_and_missing_tariff_years_are_reported_not_dropped() {
         .build();
     let out = compute_courses(&h, &m, d("2027-12-31"));
     assert!(out.courses.is_empty());
-    assert!(out.findings.iter().any(|f| matches!(f, Finding::UnknownCode { code, .. } if code == "not-a-code")));
-    assert!(out.findings.iter().any(|f| matches!(f, Finding::NoTariffTable { track: Track::Care, .. })));
+    assert!(
+        out.findings
+            .iter()
+            .any(|f| matches!(f, Finding::UnknownCode { code, .. } if code == "not-a-code"))
+    );
+    assert!(out.findings.iter().any(|f| matches!(
+        f,
+        Finding::NoTariffTable {
+            track: Track::Care,
+            ..
+        }
+    )));
     for f in &out.findings {
         assert!(!f.to_string().is_empty());
     }
@@ -448,7 +498,13 @@ fn a_late_death_report_lowers_the_month_and_the_delta_is_a_correction() {
         .levels(&[3, 3, 3], "2026-12-20")
         .build();
     let cs = courses(&alive, &m);
-    let mtd = income([(&alive, cs.as_slice())], &m, d("2027-01-01"), d("2027-01-27")).lines;
+    let mtd = income(
+        [(&alive, cs.as_slice())],
+        &m,
+        d("2027-01-01"),
+        d("2027-01-27"),
+    )
+    .lines;
     let posted: BTreeMap<_, _> = nightly_deltas(&mtd, &BTreeMap::new())
         .into_iter()
         .map(|p| (p.key, p.amount))
@@ -460,7 +516,13 @@ fn a_late_death_report_lowers_the_month_and_the_delta_is_a_correction() {
         .terminated(TerminationReason::Death, "2027-01-20")
         .build();
     let cs = courses(&dead, &m);
-    let mtd = income([(&dead, cs.as_slice())], &m, d("2027-01-01"), d("2027-01-28")).lines;
+    let mtd = income(
+        [(&dead, cs.as_slice())],
+        &m,
+        d("2027-01-01"),
+        d("2027-01-28"),
+    )
+    .lines;
     let deltas = nightly_deltas(&mtd, &posted);
     assert_eq!(deltas.len(), 1);
     assert_eq!(deltas[0].amount.to_string(), "-1820.00"); // 7 days x 260 paid too much
@@ -476,10 +538,17 @@ fn shipped_example_configuration_holds_the_worked_example_tables() {
     assert_eq!(tables, expected);
     // Wound care in both code forms: nursing, weight 3, development (example G).
     for code in [WOUND_CARE, "G1.39"] {
-        let w = loaded.mappings.interventions.get(code).expect("wound care mapped");
+        let w = loaded
+            .mappings
+            .interventions
+            .get(code)
+            .expect("wound care mapped");
         assert_eq!(w.track, Some(Track::Nursing));
         assert_eq!(w.nursing_weight, 3);
-        assert_eq!(w.course_hint, progression_gateway::mapping::CourseHint::Development);
+        assert_eq!(
+            w.course_hint,
+            progression_gateway::mapping::CourseHint::Development
+        );
     }
     let _ = YearMonth::of(d("2027-01-01"));
 }

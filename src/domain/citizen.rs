@@ -85,10 +85,7 @@ impl PseudonymKey {
         if len < Self::MIN_LEN {
             return Err(InvalidValue::new(
                 "pseudonym key",
-                format!(
-                    "must be at least {} bytes, it has {len}",
-                    Self::MIN_LEN
-                ),
+                format!("must be at least {} bytes, it has {len}", Self::MIN_LEN),
             ));
         }
         Ok(Self(secret))
@@ -125,7 +122,10 @@ pub struct Pseudonym(String);
 impl Pseudonym {
     /// Accepts a stored pseudonym: 64 lower-case hex characters.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(Self(s.to_owned()))
         } else {
             Err(InvalidValue::new(
@@ -182,7 +182,13 @@ mod tests {
 
     #[test]
     fn cpr_refuses_bad_input_without_echoing_it() {
-        for bad in ["010150123", "01015012345", "01015O1234", "3202501234", "0013501234"] {
+        for bad in [
+            "010150123",
+            "01015012345",
+            "01015O1234",
+            "3202501234",
+            "0013501234",
+        ] {
             let err = Cpr::parse(bad).unwrap_err().to_string();
             assert!(!err.contains(bad), "{err}");
             assert!(!err.contains(&bad[..6]), "{err}");

@@ -88,9 +88,7 @@ pub struct Course {
 use super::history::CitizenHistory;
 use super::income::Finding;
 use crate::domain::{Assessment, Grant, SourceId, Termination};
-use crate::mapping::{
-    CourseHint, InterventionMapping, Law, Mappings, NeedBasis, TariffTable,
-};
+use crate::mapping::{CourseHint, InterventionMapping, Law, Mappings, NeedBasis, TariffTable};
 use chrono::{Datelike, Days};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -158,7 +156,9 @@ pub fn compute_courses(
         if grants.is_empty() {
             continue;
         }
-        compute_track(history, mappings, &citizen, track, &grants, horizon, &mut out);
+        compute_track(
+            history, mappings, &citizen, track, &grants, horizon, &mut out,
+        );
     }
     out
 }
@@ -290,13 +290,12 @@ fn start_course(
     let individual_rule = table
         .individual
         .filter(|rule| score >= rule.threshold || individual_hint);
-    let warning = (individual_hint && table.individual.is_none()).then(|| {
-        Finding::NoIndividualRule {
+    let warning =
+        (individual_hint && table.individual.is_none()).then(|| Finding::NoIndividualRule {
             citizen: citizen.clone(),
             track,
             day: start,
-        }
-    });
+        });
     let development = || {
         active.iter().any(|g| {
             g.mapping.law == Law::Sel83a || g.mapping.course_hint == CourseHint::Development
@@ -414,7 +413,12 @@ fn course_id(citizen: &Pseudonym, track: Track, start: NaiveDate) -> CourseId {
 impl Course {
     /// The tariff paid for `day`, or zero outside the course. A locked tariff is the same every
     /// day; an individual one is recomputed from the grants active that day.
-    pub fn daily_amount(&self, day: NaiveDate, history: &CitizenHistory, mappings: &Mappings) -> Decimal {
+    pub fn daily_amount(
+        &self,
+        day: NaiveDate,
+        history: &CitizenHistory,
+        mappings: &Mappings,
+    ) -> Decimal {
         if day < self.start || day > self.end {
             return Decimal::ZERO;
         }

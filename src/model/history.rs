@@ -169,7 +169,13 @@ pub fn resolve_history(versions: &[Versioned]) -> CitizenHistory {
         let v = all
             .iter()
             .copied()
-            .reduce(|best, v| if v.version_at >= best.version_at { v } else { best })
+            .reduce(|best, v| {
+                if v.version_at >= best.version_at {
+                    v
+                } else {
+                    best
+                }
+            })
             .expect("every entry has a version");
         if v.withdrawn {
             continue;
@@ -207,10 +213,12 @@ pub fn resolve_history(versions: &[Versioned]) -> CitizenHistory {
     }
     h.assessments
         .sort_by(|a, b| (a.assessed_at, &a.condition_id).cmp(&(b.assessed_at, &b.condition_id)));
-    h.grants.sort_by(|a, b| (a.start, &a.source_id).cmp(&(b.start, &b.source_id)));
+    h.grants
+        .sort_by(|a, b| (a.start, &a.source_id).cmp(&(b.start, &b.source_id)));
     h.terminations.sort_by_key(|t| t.on);
     h.assignments.sort_by_key(|a| a.from);
-    h.goals.sort_by(|a, b| (a.set_on, &a.source_id).cmp(&(b.set_on, &b.source_id)));
+    h.goals
+        .sort_by(|a, b| (a.set_on, &a.source_id).cmp(&(b.set_on, &b.source_id)));
     h.visits.sort_by_key(|v| v.start);
     h
 }
@@ -267,23 +275,35 @@ mod tests {
 
     #[test]
     fn an_older_version_arriving_late_does_not_replace_the_newer() {
-        let h = resolve_history(&[v(10, false, grant("2027-03-01")), v(9, false, grant("2027-02-01"))]);
+        let h = resolve_history(&[
+            v(10, false, grant("2027-03-01")),
+            v(9, false, grant("2027-02-01")),
+        ]);
         assert_eq!(h.grants.len(), 1);
         assert_eq!(h.grants[0].end, Some("2027-03-01".parse().unwrap()));
     }
 
     #[test]
     fn a_withdrawn_current_version_removes_the_record() {
-        let h = resolve_history(&[v(9, false, grant("2027-02-01")), v(10, true, grant("2027-02-01"))]);
+        let h = resolve_history(&[
+            v(9, false, grant("2027-02-01")),
+            v(10, true, grant("2027-02-01")),
+        ]);
         assert!(h.grants.is_empty());
         // ... but a withdrawal older than the current version does not.
-        let h = resolve_history(&[v(11, false, grant("2027-02-01")), v(10, true, grant("2027-02-01"))]);
+        let h = resolve_history(&[
+            v(11, false, grant("2027-02-01")),
+            v(10, true, grant("2027-02-01")),
+        ]);
         assert_eq!(h.grants.len(), 1);
     }
 
     #[test]
     fn every_assessment_version_is_kept_in_time_order() {
-        let h = resolve_history(&[v(12, false, assessment(2, 12)), v(8, false, assessment(3, 8))]);
+        let h = resolve_history(&[
+            v(12, false, assessment(2, 12)),
+            v(8, false, assessment(3, 8)),
+        ]);
         let levels: Vec<u8> = h.assessments.iter().map(|a| a.level.value()).collect();
         assert_eq!(levels, [3, 2]);
     }

@@ -1,1 +1,496 @@
-//! The store: placeholder, replaced by the store work.
+//! The store: every version of every received record, the sources' cursors and the computed
+//! courses, in SQLite or PostgreSQL.
+//!
+//! - Every version is kept. The store never resolves versions: [`Store::versions`] returns all
+//!   of a citizen's versions in receipt order and [`crate::model::resolve_history`] picks.
+//! - Values are stored as portable text: instants as fixed-width RFC 3339 UTC with microseconds
+//!   (`2027-01-04T10:00:00.000000Z`, so text order is time order; anything below a microsecond
+//!   is truncated), dates as `YYYY-MM-DD`, money as decimal text, records and courses as JSON.
+//!   The same SQL (with `$1` placeholders) runs on both backends; only the migrations differ
+//!   (`migrations/sqlite/`, `migrations/postgres/`, run on connect).
+//! - The store reads the clock only for the audit columns `received_at` and `updated_at`.
+
+mod codec;
+mod error;
+
+pub use error::{Backend, StoreError};
+
+use crate::domain::Pseudonym;
+use crate::model::{Course, Versioned};
+use chrono::Utc;
+use codec::{CourseRow, VersionColumns, VersionRow};
+use error::db;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, FromRow};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a SQLite writer waits for another writer before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for a PostgreSQL connection.
+const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Record versions per `INSERT` statement (9 parameters each; SQLite allows 32766 per
+/// statement, PostgreSQL 65535).
+const VERSIONS_PER_INSERT: usize = 1000;
+const VERSION_INSERT_COLUMNS: &str = "kind, source, record_key, citizen, version_at, withdrawn, \
+     content_hash, payload, received_at";
+const VERSION_INSERT_PARAMS: usize = 9;
+
+/// Courses per `INSERT` statement (14 parameters each).
+const COURSES_PER_INSERT: usize = 500;
+const COURSE_INSERT_COLUMNS: &str = "id, citizen, track, kind, need_score, need_group, \
+     tariff_year, tariff_type, tariff_amount, start_date, planned_end, end_date, end_reason, \
+     payload";
+const COURSE_INSERT_PARAMS: usize = 14;
+
+const SELECT_VERSIONS_OF_CITIZEN: &str = "SELECT id, citizen, source, version_at, withdrawn, \
+     payload FROM record_versions WHERE citizen = $1 ORDER BY id";
+const SELECT_ALL_VERSIONS: &str = "SELECT id, citizen, source, version_at, withdrawn, payload \
+     FROM record_versions ORDER BY citizen, id";
+const SELECT_CITIZENS: &str = "SELECT DISTINCT citizen FROM record_versions ORDER BY citizen";
+const SELECT_CURSOR: &str = "SELECT cursor FROM source_cursors WHERE source = $1";
+const UPSERT_CURSOR: &str = "INSERT INTO source_cursors (source, cursor, updated_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (source) DO UPDATE \
+     SET cursor = excluded.cursor, updated_at = excluded.updated_at";
+const DELETE_COURSES: &str = "DELETE FROM courses";
+const SELECT_COURSES: &str =
+    "SELECT id, payload FROM courses ORDER BY citizen, track, start_date, id";
+
+/// What [`Store::put_batch`] did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PutSummary {
+    /// Versions stored now.
+    pub inserted: u64,
+    /// Versions already stored (same kind, source, key, version instant and content), skipped.
+    pub unchanged: u64,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same code against whichever pool the store has: `$pool` is bound to the concrete
+/// `SqlitePool` or `PgPool`, so the body is type-checked once per backend.
+macro_rules! with_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// The database: SQLite or PostgreSQL. Cheap to clone (a connection pool).
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the database and brings its schema up to date.
+    ///
+    /// - `sqlite://PATH` (or `sqlite:PATH`): the file is created if missing; WAL journal,
+    ///   foreign keys on, a busy timeout for concurrent writers.
+    /// - `postgres://...` or `postgresql://...`: a server database that must exist.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        match url_scheme(url)?.as_str() {
+            "sqlite" => Self::connect_sqlite(url).await,
+            "postgres" | "postgresql" => Self::connect_postgres(url).await,
+            other => Err(StoreError::BadUrl(format!(
+                "unsupported scheme `{other}:` (expected sqlite://PATH or postgres://...)"
+            ))),
+        }
+    }
+
+    async fn connect_sqlite(url: &str) -> Result<Store, StoreError> {
+        let backend = Backend::Sqlite;
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::BadUrl(format!("not a usable SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool_options = if in_memory {
+            // One connection that lives as long as the pool, or the database would vanish.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(4)
+        };
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Connect { backend, source })?;
+        SQLITE_MIGRATIONS
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate { backend, source })?;
+        Ok(Store {
+            pool: Pool::Sqlite(pool),
+        })
+    }
+
+    async fn connect_postgres(url: &str) -> Result<Store, StoreError> {
+        let backend = Backend::Postgres;
+        // The parse error names what is wrong, never the URL (which may hold a password).
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::BadUrl(format!("not a usable PostgreSQL URL: {e}")))?;
+        // One direct connection first, so an unreachable server fails at once instead of
+        // after the pool's acquire timeout of retries.
+        use sqlx::Connection;
+        sqlx::PgConnection::connect_with(&options)
+            .await
+            .map_err(|source| StoreError::Connect { backend, source })?
+            .close()
+            .await
+            .map_err(|source| StoreError::Connect { backend, source })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Connect { backend, source })?;
+        POSTGRES_MIGRATIONS
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate { backend, source })?;
+        Ok(Store {
+            pool: Pool::Postgres(pool),
+        })
+    }
+
+    /// Which database this store runs on.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Closes every connection, waiting for those in use to be returned.
+    pub async fn close(&self) {
+        with_pool!(self, |pool| pool.close().await)
+    }
+
+    /// Stores a batch of versions in one transaction and returns what was new.
+    ///
+    /// Idempotent: a version already stored (same kind, source, key, version instant and
+    /// content hash, where the hash covers the record and the withdrawn flag) is skipped and
+    /// counted as unchanged, also when it repeats within the batch. Every other version is
+    /// kept, older or newer than those stored. The cursor, when given, is written in the same
+    /// transaction: a source's cursor advances only together with what it stored.
+    pub async fn put_batch(
+        &self,
+        batch: &[Versioned],
+        cursor: Option<(&str, &str)>,
+    ) -> Result<PutSummary, StoreError> {
+        let rows = batch
+            .iter()
+            .map(VersionRow::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let received_at = codec::instant_text("received_at", Utc::now())?;
+        const OP: &str = "storing a batch of record versions";
+        let backend = self.backend();
+        let inserted = with_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(db(OP))?;
+            let mut inserted = 0u64;
+            for chunk in rows.chunks(VERSIONS_PER_INSERT) {
+                let sql = multi_row_insert(
+                    backend,
+                    "record_versions",
+                    VERSION_INSERT_COLUMNS,
+                    VERSION_INSERT_PARAMS,
+                    chunk.len(),
+                    " ON CONFLICT (kind, source, record_key, version_at, content_hash) DO NOTHING",
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for r in chunk {
+                    query = query
+                        .bind(r.kind)
+                        .bind(r.source.as_str())
+                        .bind(r.record_key.as_str())
+                        .bind(r.citizen.as_str())
+                        .bind(r.version_at.as_str())
+                        .bind(r.withdrawn)
+                        .bind(r.content_hash.as_str())
+                        .bind(r.payload.as_str())
+                        .bind(received_at.as_str());
+                }
+                inserted += query
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(OP))?
+                    .rows_affected();
+            }
+            if let Some((source, position)) = cursor {
+                sqlx::query(UPSERT_CURSOR)
+                    .bind(source)
+                    .bind(position)
+                    .bind(received_at.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("writing a source cursor with its batch"))?;
+            }
+            tx.commit().await.map_err(db(OP))?;
+            inserted
+        });
+        let total = rows.len() as u64;
+        Ok(PutSummary {
+            inserted,
+            unchanged: total.saturating_sub(inserted),
+        })
+    }
+
+    /// The cursor last written for `source` with [`Store::put_batch`].
+    pub async fn cursor(&self, source: &str) -> Result<Option<String>, StoreError> {
+        with_pool!(self, |pool| {
+            sqlx::query_scalar::<_, String>(SELECT_CURSOR)
+                .bind(source)
+                .fetch_optional(pool)
+                .await
+        })
+        .map_err(db("reading a source cursor"))
+    }
+
+    /// Every citizen with at least one stored version, sorted.
+    pub async fn citizens(&self) -> Result<Vec<Pseudonym>, StoreError> {
+        let texts = with_pool!(self, |pool| {
+            sqlx::query_scalar::<_, String>(SELECT_CITIZENS)
+                .fetch_all(pool)
+                .await
+        })
+        .map_err(db("listing citizens"))?;
+        texts
+            .into_iter()
+            .map(|t| {
+                Pseudonym::parse(&t).map_err(|e| StoreError::Corrupt {
+                    what: "citizen pseudonym",
+                    row: "in record_versions".into(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every stored version of a citizen's records, in receipt order.
+    pub async fn versions(&self, citizen: &Pseudonym) -> Result<Vec<Versioned>, StoreError> {
+        let rows = with_pool!(self, |pool| {
+            sqlx::query(SELECT_VERSIONS_OF_CITIZEN)
+                .bind(citizen.as_str())
+                .try_map(|row| decode_version_row(&row))
+                .fetch_all(pool)
+                .await
+        })
+        .map_err(db("reading a citizen's record versions"))?;
+        Ok(rows.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// Every stored version, grouped by citizen (sorted), each group in receipt order. One
+    /// query; each row is decoded as it arrives and grouped without copying.
+    pub async fn all_versions(&self) -> Result<Vec<(Pseudonym, Vec<Versioned>)>, StoreError> {
+        let rows = with_pool!(self, |pool| {
+            sqlx::query(SELECT_ALL_VERSIONS)
+                .try_map(|row| decode_version_row(&row))
+                .fetch_all(pool)
+                .await
+        })
+        .map_err(db("reading all record versions"))?;
+        let mut groups: Vec<(Pseudonym, Vec<Versioned>)> = Vec::new();
+        for (citizen, version) in rows {
+            match groups.last_mut() {
+                Some((last, versions)) if *last == citizen => versions.push(version),
+                _ => groups.push((citizen, vec![version])),
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Replaces the stored courses with `courses`, in one transaction.
+    pub async fn replace_courses(&self, courses: &[Course]) -> Result<(), StoreError> {
+        let rows = courses
+            .iter()
+            .map(CourseRow::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        const OP: &str = "replacing the courses";
+        let backend = self.backend();
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(db(OP))?;
+            sqlx::query(DELETE_COURSES)
+                .execute(&mut *tx)
+                .await
+                .map_err(db(OP))?;
+            for chunk in rows.chunks(COURSES_PER_INSERT) {
+                let sql = multi_row_insert(
+                    backend,
+                    "courses",
+                    COURSE_INSERT_COLUMNS,
+                    COURSE_INSERT_PARAMS,
+                    chunk.len(),
+                    "",
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for r in chunk {
+                    query = query
+                        .bind(r.id.as_str())
+                        .bind(r.citizen.as_str())
+                        .bind(r.track)
+                        .bind(r.kind)
+                        .bind(r.need_score)
+                        .bind(r.need_group)
+                        .bind(r.tariff_year)
+                        .bind(r.tariff_type)
+                        .bind(r.tariff_amount.as_str())
+                        .bind(r.start_date.as_str())
+                        .bind(r.planned_end.as_str())
+                        .bind(r.end_date.as_str())
+                        .bind(r.end_reason)
+                        .bind(r.payload.as_str());
+                }
+                query.execute(&mut *tx).await.map_err(db(OP))?;
+            }
+            tx.commit().await.map_err(db(OP))?;
+        });
+        Ok(())
+    }
+
+    /// The stored courses, sorted by citizen, track and start.
+    pub async fn courses(&self) -> Result<Vec<Course>, StoreError> {
+        let rows = with_pool!(self, |pool| {
+            sqlx::query_as::<_, (String, String)>(SELECT_COURSES)
+                .fetch_all(pool)
+                .await
+        })
+        .map_err(db("reading the courses"))?;
+        rows.into_iter().map(codec::decode_course).collect()
+    }
+}
+
+/// Decodes one `record_versions` row of either backend; a [`StoreError`] travels inside
+/// `sqlx::Error::Decode` and is unwrapped by [`db`].
+fn decode_version_row<'r, R>(row: &'r R) -> Result<(Pseudonym, Versioned), sqlx::Error>
+where
+    R: sqlx::Row,
+    VersionColumns: FromRow<'r, R>,
+{
+    let columns = VersionColumns::from_row(row)?;
+    codec::decode_version(columns).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// `INSERT INTO table (columns) VALUES ($1, ...), (...)` for `rows` rows of `params` values.
+///
+/// On SQLite the placeholders are anonymous (`?`), bound in order: SQLite looks up a named
+/// placeholder such as `$917` by a linear search at parse and at bind time, which makes a
+/// statement with thousands of them quadratic (seconds for 10,000 rows instead of
+/// milliseconds).
+fn multi_row_insert(
+    backend: Backend,
+    table: &str,
+    columns: &str,
+    params: usize,
+    rows: usize,
+    suffix: &str,
+) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(64 + rows * params * 7);
+    let _ = write!(sql, "INSERT INTO {table} ({columns}) VALUES ");
+    let mut n = 0;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..params {
+            n += 1;
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(sql, "${n}");
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql.push_str(suffix);
+    sql
+}
+
+/// The scheme of a database URL, lower-cased. The error never repeats the URL, which may hold
+/// a password.
+fn url_scheme(url: &str) -> Result<String, StoreError> {
+    let Some((scheme, _)) = url.trim().split_once(':') else {
+        return Err(StoreError::BadUrl(
+            "no scheme (expected sqlite://PATH or postgres://...)".into(),
+        ));
+    };
+    let plain = !scheme.is_empty()
+        && scheme.len() <= 20
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !plain {
+        return Err(StoreError::BadUrl(
+            "the text before the first `:` is not a URL scheme \
+             (expected sqlite://PATH or postgres://...)"
+                .into(),
+        ));
+    }
+    Ok(scheme.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_row_insert_numbers_parameters_in_order() {
+        assert_eq!(
+            multi_row_insert(
+                Backend::Postgres,
+                "t",
+                "a, b",
+                2,
+                2,
+                " ON CONFLICT DO NOTHING"
+            ),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            multi_row_insert(Backend::Sqlite, "t", "a, b", 2, 2, ""),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
+        );
+    }
+
+    #[test]
+    fn url_schemes_are_checked_without_echoing_the_url() {
+        assert_eq!(url_scheme("sqlite://x.db").unwrap(), "sqlite");
+        assert_eq!(url_scheme("Postgres://u@h/d").unwrap(), "postgres");
+        let e = url_scheme("just-a-path.db").unwrap_err().to_string();
+        assert!(e.contains("no scheme"), "{e}");
+        let e = url_scheme("user secret@host:5432").unwrap_err().to_string();
+        assert!(!e.contains("secret"), "{e}");
+    }
+}

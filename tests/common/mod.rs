@@ -8,9 +8,8 @@ use progression_gateway::domain::{
     SourceId, Team, TeamAssignment, TeamId, Termination, TerminationReason, Track,
 };
 use progression_gateway::mapping::{
-    Accounts, CourseHint, CourseLengths, IndividualRule, InterventionMap, InterventionMapping,
-    Law, LevelMap, Mappings, NeedBasis, NeedGroup, ServiceKind, TariffBook, TariffTable,
-    TeamMapping,
+    Accounts, CourseHint, CourseLengths, IndividualRule, InterventionMap, InterventionMapping, Law,
+    LevelMap, Mappings, NeedBasis, NeedGroup, ServiceKind, TariffBook, TariffTable, TeamMapping,
 };
 use progression_gateway::model::CitizenHistory;
 use rust_decimal::Decimal;
@@ -109,12 +108,66 @@ pub fn mappings_with(tables: Vec<TariffTable>) -> Mappings {
     use CourseHint as H;
     use ServiceKind as K;
     let interventions = InterventionMap::new(vec![
-        row(PERSONAL_CARE, "H1.1", Some(Track::Care), K::PersonalCare, Law::Sel83PersonalCare, H::None, 0, 420),
-        row(CLEANING, "H1.8", Some(Track::Care), K::PracticalHelp, Law::Sel83PracticalHelp, H::None, 0, 420),
-        row(REHAB, "H2.4", Some(Track::Care), K::Rehabilitation, Law::Sel83a, H::Development, 0, 180),
-        row(MEALS, "H1.11", None, K::Meals, Law::Sel83Meals, H::None, 0, 0),
-        row(WOUND_CARE, "G1.39", Some(Track::Nursing), K::Nursing, Law::Sul138, H::Development, 3, 60),
-        row(MEDICINE, "G1.21", Some(Track::Nursing), K::Nursing, Law::Sul138, H::None, 1, 30),
+        row(
+            PERSONAL_CARE,
+            "H1.1",
+            Some(Track::Care),
+            K::PersonalCare,
+            Law::Sel83PersonalCare,
+            H::None,
+            0,
+            420,
+        ),
+        row(
+            CLEANING,
+            "H1.8",
+            Some(Track::Care),
+            K::PracticalHelp,
+            Law::Sel83PracticalHelp,
+            H::None,
+            0,
+            420,
+        ),
+        row(
+            REHAB,
+            "H2.4",
+            Some(Track::Care),
+            K::Rehabilitation,
+            Law::Sel83a,
+            H::Development,
+            0,
+            180,
+        ),
+        row(
+            MEALS,
+            "H1.11",
+            None,
+            K::Meals,
+            Law::Sel83Meals,
+            H::None,
+            0,
+            0,
+        ),
+        row(
+            WOUND_CARE,
+            "G1.39",
+            Some(Track::Nursing),
+            K::Nursing,
+            Law::Sul138,
+            H::Development,
+            3,
+            60,
+        ),
+        row(
+            MEDICINE,
+            "G1.21",
+            Some(Track::Nursing),
+            K::Nursing,
+            Law::Sul138,
+            H::None,
+            1,
+            30,
+        ),
     ]);
     let team = |id: &str, name: &str, cc: &str, sor: &str| TeamMapping {
         team: Team {
@@ -128,7 +181,10 @@ pub fn mappings_with(tables: Vec<TariffTable>) -> Mappings {
     Mappings {
         interventions,
         levels: LevelMap::new((0..=4).chain([9]).map(|l| {
-            (format!("B{}", if l == 9 { 6 } else { l + 1 }), FunctionalLevel::new(l).unwrap())
+            (
+                format!("B{}", if l == 9 { 6 } else { l + 1 }),
+                FunctionalLevel::new(l).unwrap(),
+            )
         })),
         teams: vec![
             team("nord", "Team Nord", "1001", "123456789012345"),
@@ -180,24 +236,54 @@ impl HistoryBuilder {
 
     pub fn grant(mut self, code: &str, start: &str, end: Option<&str>) -> Self {
         let id = self.next_id("grant");
-        let g = Grant::new(id, self.who(), code.into(), d(start), end.map(d), GrantStatus::Active, None)
-            .unwrap();
+        let g = Grant::new(
+            id,
+            self.who(),
+            code.into(),
+            d(start),
+            end.map(d),
+            GrantStatus::Active,
+            None,
+        )
+        .unwrap();
         self.h.grants.push(g);
         self
     }
 
-    pub fn grant_minutes(mut self, code: &str, start: &str, end: Option<&str>, minutes: u32) -> Self {
+    pub fn grant_minutes(
+        mut self,
+        code: &str,
+        start: &str,
+        end: Option<&str>,
+        minutes: u32,
+    ) -> Self {
         let id = self.next_id("grant");
-        let g = Grant::new(id, self.who(), code.into(), d(start), end.map(d), GrantStatus::Active, Some(minutes))
-            .unwrap();
+        let g = Grant::new(
+            id,
+            self.who(),
+            code.into(),
+            d(start),
+            end.map(d),
+            GrantStatus::Active,
+            Some(minutes),
+        )
+        .unwrap();
         self.h.grants.push(g);
         self
     }
 
     pub fn withdrawn_grant(mut self, code: &str, start: &str) -> Self {
         let id = self.next_id("grant");
-        let g = Grant::new(id, self.who(), code.into(), d(start), None, GrantStatus::EnteredInError, None)
-            .unwrap();
+        let g = Grant::new(
+            id,
+            self.who(),
+            code.into(),
+            d(start),
+            None,
+            GrantStatus::EnteredInError,
+            None,
+        )
+        .unwrap();
         self.h.grants.push(g);
         self
     }
@@ -250,7 +336,8 @@ impl HistoryBuilder {
     }
 
     pub fn team(mut self, team: &str, from: &str, to: Option<&str>) -> Self {
-        let a = TeamAssignment::new(self.who(), TeamId::parse(team).unwrap(), d(from), to.map(d)).unwrap();
+        let a = TeamAssignment::new(self.who(), TeamId::parse(team).unwrap(), d(from), to.map(d))
+            .unwrap();
         self.h.assignments.push(a);
         self
     }

@@ -1,0 +1,894 @@
+//! The store, tested the same way on SQLite and PostgreSQL.
+//!
+//! Every `store_test!(name)` makes `name::sqlite` (a fresh database file in a temporary
+//! directory) and `name::postgres` (a fresh database `pgw_test_<random>` on the server named by
+//! `PROGRESSION_GATEWAY_TEST_PG`, dropped afterwards; skipped with a printed line when the
+//! variable is not set). Both call the same `async fn name(store: Store)`.
+//!
+//! ```text
+//! PROGRESSION_GATEWAY_TEST_PG=postgres://postgres@127.0.0.1:5432/postgres cargo test --test store
+//! ```
+
+use chrono::{DateTime, NaiveDate, Utc};
+use progression_gateway::domain::{
+    Assessment, CitizenRecord, CourseKind, Cpr, DeliveryMode, FunctionalLevel, Goal, Grant,
+    GrantStatus, Pseudonym, PseudonymKey, SourceId, TeamAssignment, TeamId, Termination,
+    TerminationReason, Track, Visit,
+};
+use progression_gateway::model::{
+    Course, CourseId, DailyTariff, EndReason, Record, Versioned, resolve_history,
+};
+use progression_gateway::store::{Backend, PutSummary, Store, StoreError};
+use rust_decimal::Decimal;
+use secrecy::SecretString;
+use sqlx::{AssertSqlSafe, Connection};
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const PG_ENV: &str = "PROGRESSION_GATEWAY_TEST_PG";
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+macro_rules! store_test {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::on_sqlite(|store, _url| super::$name(store)).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::on_postgres(|store, _url| super::$name(store)).await;
+            }
+        }
+    };
+    // A test that also needs the database URL (to reconnect).
+    (url: $name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::on_sqlite(super::$name).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::on_postgres(super::$name).await;
+            }
+        }
+    };
+}
+
+/// Runs `test` on a fresh SQLite file in a temporary directory.
+async fn on_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(Store, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let dir = tempfile::TempDir::new().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+    let store = Store::connect(&url).await.expect("connect to SQLite");
+    assert_eq!(store.backend(), Backend::Sqlite);
+    let outcome = tokio::spawn(test(store, url)).await;
+    drop(dir);
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Runs `test` on a fresh PostgreSQL database, dropped afterwards (also when the test panics).
+async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Store, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(server) = std::env::var(PG_ENV).ok().filter(|s| !s.trim().is_empty()) else {
+        println!("skipped: {PG_ENV} not set");
+        return;
+    };
+    let name = unique_database_name();
+    let mut admin = sqlx::PgConnection::connect(&server)
+        .await
+        .expect("connect to the PostgreSQL test server");
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+    let url = with_database(&server, &name);
+    let outcome = match Store::connect(&url).await {
+        Ok(store) => {
+            assert_eq!(store.backend(), Backend::Postgres);
+            tokio::spawn(test(store, url)).await
+        }
+        Err(e) => tokio::spawn(async move { panic!("connect to PostgreSQL: {e}") }).await,
+    };
+    // Best effort: a failure to drop is reported but does not fail the test.
+    if let Err(e) = sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    {
+        eprintln!("could not drop test database {name}: {e}");
+    }
+    let _ = admin.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+fn unique_database_name() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "pgw_test_{:x}_{:x}_{:x}",
+        std::process::id(),
+        nanos & 0xffff_ffff_ffff,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The server URL with its database replaced by `database` (query string kept).
+fn with_database(server: &str, database: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (server, String::new()),
+    };
+    let (scheme, rest) = base.split_once("://").expect("a postgres:// URL");
+    let authority = rest.split('/').next().unwrap_or_default();
+    format!("{scheme}://{authority}/{database}{query}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test data
+// ---------------------------------------------------------------------------------------------
+
+/// A citizen pseudonym; citizens sort by `n`.
+fn citizen(n: u8) -> Pseudonym {
+    Pseudonym::parse(&format!("{n:02x}").repeat(32)).unwrap()
+}
+
+/// A citizen pseudonym made the way the gateway makes them.
+fn keyed_citizen() -> Pseudonym {
+    PseudonymKey::new(SecretString::from("test-key-with-enough-bytes"))
+        .unwrap()
+        .citizen(&Cpr::parse("0101501234").unwrap())
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn day(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+fn sid(s: &str) -> SourceId {
+    SourceId::parse(s).unwrap()
+}
+
+fn version(source: &str, version_at: &str, record: Record) -> Versioned {
+    Versioned {
+        source: source.into(),
+        version_at: at(version_at),
+        withdrawn: false,
+        record,
+    }
+}
+
+fn grant(c: &Pseudonym, id: &str, end: Option<&str>) -> Grant {
+    Grant::new(
+        sid(id),
+        c.clone(),
+        "H1.1".into(),
+        day("2027-01-04"),
+        end.map(day),
+        GrantStatus::Active,
+        Some(90),
+    )
+    .unwrap()
+}
+
+fn assessment(c: &Pseudonym, condition: &str, level: u8, assessed_at: &str) -> Assessment {
+    Assessment {
+        condition_id: sid(condition),
+        citizen: c.clone(),
+        condition_code: "B0.1".into(),
+        level: FunctionalLevel::new(level).unwrap(),
+        assessed_at: at(assessed_at),
+        assessed_on: at(assessed_at).date_naive(),
+        in_focus: true,
+    }
+}
+
+/// One version of every record kind for `c`.
+fn one_of_each_kind(c: &Pseudonym) -> Vec<Versioned> {
+    let employee = PseudonymKey::new(SecretString::from("test-key-with-enough-bytes"))
+        .unwrap()
+        .other("employee", "e-17");
+    vec![
+        version(
+            "klgateway-files",
+            "2027-01-01T08:00:00Z",
+            Record::Citizen(CitizenRecord {
+                citizen: c.clone(),
+                custodian_sor: Some("123456789012345".into()),
+                deceased: false,
+                active: true,
+            }),
+        ),
+        version(
+            "klgateway-files",
+            "2027-01-02T09:30:00.123456Z",
+            Record::Grant(grant(c, "grant-1", Some("2027-03-31"))),
+        ),
+        version(
+            "nexus",
+            "2027-01-05T10:00:00Z",
+            Record::Visit(
+                Visit::new(
+                    sid("visit-1"),
+                    c.clone(),
+                    // Sub-microsecond precision inside the payload survives (it is JSON).
+                    at("2027-01-05T07:15:00.123456789Z"),
+                    at("2027-01-05T07:45:00Z"),
+                    Some(employee),
+                    DeliveryMode::Clinic,
+                    vec![sid("grant-1"), sid("grant-2")],
+                )
+                .unwrap(),
+            ),
+        ),
+        version(
+            "klgateway-files",
+            "2027-01-03T12:00:00Z",
+            Record::Assessment(assessment(c, "cond-1", 3, "2027-01-03T12:00:00Z")),
+        ),
+        version(
+            "klgateway-files",
+            "2027-01-03T12:05:00Z",
+            Record::Goal(Goal {
+                source_id: sid("goal-1"),
+                citizen: c.clone(),
+                condition_id: sid("cond-1"),
+                target_level: FunctionalLevel::new(1).unwrap(),
+                set_on: day("2027-01-03"),
+                active: true,
+            }),
+        ),
+        version(
+            "klgateway-files",
+            "2027-06-30T22:00:00Z",
+            Record::Termination(Termination {
+                source_id: sid("patient-1"),
+                citizen: c.clone(),
+                on: day("2027-06-30"),
+                reason: TerminationReason::MovedOut,
+            }),
+        ),
+        version(
+            "roster",
+            "2027-01-01T00:00:00Z",
+            Record::Assignment(
+                TeamAssignment::new(
+                    c.clone(),
+                    TeamId::parse("team-nord").unwrap(),
+                    day("2027-01-01"),
+                    None,
+                )
+                .unwrap(),
+            ),
+        ),
+    ]
+}
+
+fn course(c: &Pseudonym, track: Track, start: &str, amount: &str) -> Course {
+    Course {
+        id: CourseId(format!("{}-{}-{start}", c.short(), track.as_str())),
+        citizen: c.clone(),
+        track,
+        kind: CourseKind::Development,
+        need_score: 17,
+        group: Some(3),
+        tariff_year: 2027,
+        tariff: DailyTariff::Locked {
+            amount: amount.parse().unwrap(),
+        },
+        start: day(start),
+        planned_end: day(start) + chrono::Days::new(89),
+        end: day(start) + chrono::Days::new(89),
+        end_reason: EndReason::Planned,
+    }
+}
+
+/// `n` distinct grants spread over 50 citizens.
+fn many_grants(n: usize) -> Vec<Versioned> {
+    (0..n)
+        .map(|i| {
+            let c = citizen((i % 50) as u8);
+            version(
+                "bulk",
+                "2027-02-01T10:00:00Z",
+                Record::Grant(grant(&c, &format!("bulk-{i}"), None)),
+            )
+        })
+        .collect()
+}
+
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+store_test!(every_record_kind_round_trips);
+async fn every_record_kind_round_trips(store: Store) {
+    let c = keyed_citizen();
+    let batch = one_of_each_kind(&c);
+    let summary = store.put_batch(&batch, None).await.unwrap();
+    assert_eq!(
+        summary,
+        PutSummary {
+            inserted: 7,
+            unchanged: 0
+        }
+    );
+
+    let stored = store.versions(&c).await.unwrap();
+    assert_eq!(stored, batch, "every field of every kind, in receipt order");
+    assert_eq!(
+        json(&stored),
+        json(&batch),
+        "the JSON payloads are equal too"
+    );
+    let kinds: Vec<_> = stored.iter().map(|v| v.record.kind().as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "citizen",
+            "grant",
+            "visit",
+            "assessment",
+            "goal",
+            "termination",
+            "assignment"
+        ]
+    );
+    if let Record::Visit(v) = &stored[2].record {
+        assert_eq!(v.start, at("2027-01-05T07:15:00.123456789Z"));
+    } else {
+        panic!("third version is not the visit");
+    }
+
+    assert_eq!(store.citizens().await.unwrap(), vec![c.clone()]);
+    assert!(store.versions(&citizen(1)).await.unwrap().is_empty());
+    let h = resolve_history(&stored);
+    assert_eq!(h.grants.len(), 1);
+    assert_eq!(h.visits.len(), 1);
+    assert_eq!(h.assessments.len(), 1);
+    assert_eq!(h.goals.len(), 1);
+    assert_eq!(h.terminations.len(), 1);
+    assert_eq!(h.assignments.len(), 1);
+    assert!(h.profile.is_some());
+}
+
+store_test!(version_instants_keep_microseconds);
+async fn version_instants_keep_microseconds(store: Store) {
+    let c = citizen(1);
+    let mut v = version(
+        "s",
+        "2027-01-04T10:00:00.999999Z",
+        Record::Grant(grant(&c, "g", None)),
+    );
+    let mut w = version(
+        "s",
+        "2027-01-04T10:00:01.000001Z",
+        Record::Grant(grant(&c, "g", Some("2027-02-01"))),
+    );
+    store
+        .put_batch(&[w.clone(), v.clone()], None)
+        .await
+        .unwrap();
+    let stored = store.versions(&c).await.unwrap();
+    assert_eq!(stored, vec![w.clone(), v.clone()]);
+    // Below a microsecond is truncated (documented), and re-putting stays idempotent.
+    v.version_at = at("2027-01-04T10:00:00.999999999Z");
+    w.version_at = at("2027-01-04T10:00:01.000001001Z");
+    let again = store.put_batch(&[w, v], None).await.unwrap();
+    assert_eq!(again.inserted, 0);
+    assert_eq!(again.unchanged, 2);
+}
+
+store_test!(putting_the_same_batch_twice_changes_nothing);
+async fn putting_the_same_batch_twice_changes_nothing(store: Store) {
+    let mut batch = many_grants(120);
+    batch.extend(one_of_each_kind(&citizen(7)));
+    let n = batch.len() as u64;
+
+    let first = store.put_batch(&batch, Some(("bulk", "1"))).await.unwrap();
+    assert_eq!(
+        first,
+        PutSummary {
+            inserted: n,
+            unchanged: 0
+        }
+    );
+    let second = store.put_batch(&batch, Some(("bulk", "1"))).await.unwrap();
+    assert_eq!(
+        second,
+        PutSummary {
+            inserted: 0,
+            unchanged: n
+        }
+    );
+
+    let total: usize = store
+        .all_versions()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, vs)| vs.len())
+        .sum();
+    assert_eq!(total as u64, n);
+
+    // A repeat inside one batch is unchanged too; new content at the same instant is a new
+    // version.
+    let c = citizen(7);
+    let old = version(
+        "klgateway-files",
+        "2027-01-02T09:30:00.123456Z",
+        Record::Grant(grant(&c, "grant-1", Some("2027-03-31"))),
+    );
+    let corrected = version(
+        "klgateway-files",
+        "2027-01-02T09:30:00.123456Z",
+        Record::Grant(grant(&c, "grant-1", Some("2027-04-30"))),
+    );
+    let third = store
+        .put_batch(&[old, corrected.clone(), corrected], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        third,
+        PutSummary {
+            inserted: 1,
+            unchanged: 2
+        }
+    );
+}
+
+store_test!(an_older_version_arriving_late_does_not_replace_the_newer);
+async fn an_older_version_arriving_late_does_not_replace_the_newer(store: Store) {
+    let c = citizen(3);
+    let newer = version(
+        "klgateway-files",
+        "2027-02-01T10:00:00Z",
+        Record::Grant(grant(&c, "grant-9", Some("2027-02-28"))),
+    );
+    let older = version(
+        "klgateway-files",
+        "2027-01-15T10:00:00Z",
+        Record::Grant(grant(&c, "grant-9", None)),
+    );
+    assert_eq!(
+        store
+            .put_batch(std::slice::from_ref(&newer), None)
+            .await
+            .unwrap()
+            .inserted,
+        1
+    );
+    assert_eq!(
+        store
+            .put_batch(std::slice::from_ref(&older), None)
+            .await
+            .unwrap()
+            .inserted,
+        1
+    );
+
+    let stored = store.versions(&c).await.unwrap();
+    assert_eq!(
+        stored,
+        vec![newer.clone(), older],
+        "both kept, in receipt order"
+    );
+    let h = resolve_history(&stored);
+    let Record::Grant(expected) = newer.record else {
+        unreachable!()
+    };
+    assert_eq!(
+        h.grants,
+        vec![expected],
+        "the newer version is still current"
+    );
+    assert_eq!(h.grants[0].end, Some(day("2027-02-28")));
+}
+
+store_test!(every_assessment_version_is_kept);
+async fn every_assessment_version_is_kept(store: Store) {
+    let c = citizen(4);
+    let first = assessment(&c, "cond-7", 3, "2027-01-10T09:00:00Z");
+    let reassessed = assessment(&c, "cond-7", 1, "2027-03-10T09:00:00Z");
+    store
+        .put_batch(
+            &[version(
+                "s",
+                "2027-01-10T09:00:00Z",
+                Record::Assessment(first.clone()),
+            )],
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .put_batch(
+            &[version(
+                "s",
+                "2027-03-10T09:00:00Z",
+                Record::Assessment(reassessed.clone()),
+            )],
+            None,
+        )
+        .await
+        .unwrap();
+
+    let stored = store.versions(&c).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    let h = resolve_history(&stored);
+    assert_eq!(h.assessments, vec![first, reassessed]);
+    let levels: Vec<u8> = h.assessments.iter().map(|a| a.level.value()).collect();
+    assert_eq!(
+        levels,
+        [3, 1],
+        "the re-assessment did not overwrite the level before it"
+    );
+}
+
+store_test!(a_withdrawn_version_removes_the_record);
+async fn a_withdrawn_version_removes_the_record(store: Store) {
+    let c = citizen(5);
+    let live = version(
+        "s",
+        "2027-01-10T09:00:00Z",
+        Record::Grant(grant(&c, "grant-w", None)),
+    );
+    let kept = version(
+        "s",
+        "2027-01-10T09:00:00Z",
+        Record::Grant(grant(&c, "grant-kept", None)),
+    );
+    store.put_batch(&[live.clone(), kept], None).await.unwrap();
+    assert_eq!(
+        resolve_history(&store.versions(&c).await.unwrap())
+            .grants
+            .len(),
+        2
+    );
+
+    // Same content, same instant, but withdrawn: a different version (the hash covers the flag).
+    let withdrawn = Versioned {
+        withdrawn: true,
+        ..live
+    };
+    let summary = store.put_batch(&[withdrawn], None).await.unwrap();
+    assert_eq!(summary.inserted, 1);
+
+    let stored = store.versions(&c).await.unwrap();
+    assert_eq!(stored.len(), 3);
+    assert!(stored[2].withdrawn);
+    let h = resolve_history(&stored);
+    let ids: Vec<&str> = h.grants.iter().map(|g| g.source_id.as_str()).collect();
+    assert_eq!(ids, ["grant-kept"]);
+}
+
+store_test!(a_cursor_written_with_a_batch_is_readable);
+async fn a_cursor_written_with_a_batch_is_readable(store: Store) {
+    assert_eq!(store.cursor("klgateway-files").await.unwrap(), None);
+    let c = citizen(6);
+    store
+        .put_batch(
+            &one_of_each_kind(&c),
+            Some(("klgateway-files", "2027-01-05T10:00:00Z|p2")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cursor("klgateway-files").await.unwrap().as_deref(),
+        Some("2027-01-05T10:00:00Z|p2")
+    );
+    // An empty batch still moves the cursor; other sources are untouched.
+    store
+        .put_batch(&[], Some(("klgateway-files", "page-3")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cursor("klgateway-files").await.unwrap().as_deref(),
+        Some("page-3")
+    );
+    assert_eq!(store.cursor("nexus").await.unwrap(), None);
+}
+
+store_test!(a_batch_that_fails_midway_leaves_nothing);
+async fn a_batch_that_fails_midway_leaves_nothing(store: Store) {
+    let before = many_grants(10);
+    store
+        .put_batch(&before, Some(("bulk", "page-1")))
+        .await
+        .unwrap();
+
+    // 1500 versions (two INSERT statements), then a cursor the database refuses (an empty
+    // source violates a CHECK): the versions were written inside the transaction, then rolled
+    // back with it.
+    let batch: Vec<Versioned> = (0..1500)
+        .map(|i| {
+            version(
+                "bulk",
+                "2027-03-01T10:00:00Z",
+                Record::Grant(grant(
+                    &citizen(60 + (i % 3) as u8),
+                    &format!("late-{i}"),
+                    None,
+                )),
+            )
+        })
+        .collect();
+    let err = store
+        .put_batch(&batch, Some(("", "page-2")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Query { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("cursor"), "{message}");
+    assert!(!message.contains(citizen(60).as_str()), "{message}");
+    assert!(!message.contains("H1.1"), "{message}");
+
+    for n in 60..63 {
+        assert!(store.versions(&citizen(n)).await.unwrap().is_empty());
+    }
+    let total: usize = store
+        .all_versions()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, v)| v.len())
+        .sum();
+    assert_eq!(total, 10, "only the earlier batch");
+    assert_eq!(store.cursor("").await.unwrap(), None);
+
+    // A batch with a value that cannot be stored fails as a whole and leaves the cursor.
+    let mut bad = many_grants(20);
+    bad[19].version_at = DateTime::<Utc>::from_timestamp(300_000_000_000, 0).unwrap();
+    let err = store
+        .put_batch(&bad, Some(("bulk", "page-2")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+    assert_eq!(
+        store.cursor("bulk").await.unwrap().as_deref(),
+        Some("page-1")
+    );
+
+    // The batch and its cursor appear together once it succeeds.
+    let summary = store
+        .put_batch(&batch, Some(("bulk", "page-2")))
+        .await
+        .unwrap();
+    assert_eq!(summary.inserted, 1500);
+    assert_eq!(
+        store.cursor("bulk").await.unwrap().as_deref(),
+        Some("page-2")
+    );
+}
+
+store_test!(replacing_courses_keeps_only_the_new_set);
+async fn replacing_courses_keeps_only_the_new_set(store: Store) {
+    let (a, b) = (citizen(1), citizen(2));
+    let first = vec![
+        course(&a, Track::Care, "2027-01-04", "500"),
+        course(&a, Track::Nursing, "2027-01-04", "80.25"),
+        course(&b, Track::Care, "2027-02-01", "321"),
+    ];
+    store.replace_courses(&first).await.unwrap();
+    assert_eq!(store.courses().await.unwrap(), first);
+
+    // Given out of order; read back sorted by (citizen, track, start).
+    let mut individual = course(&b, Track::Care, "2027-01-01", "0");
+    individual.kind = CourseKind::Individual;
+    individual.group = None;
+    individual.tariff = DailyTariff::Individual {
+        hourly_rate: "412.50".parse().unwrap(),
+    };
+    individual.end = day("2027-01-20");
+    individual.end_reason = EndReason::Terminated(TerminationReason::Death);
+    let second = vec![
+        course(&b, Track::Nursing, "2027-05-01", "99.99"),
+        course(&a, Track::Care, "2027-04-05", "123.4567"),
+        individual.clone(),
+        course(&a, Track::Care, "2027-01-04", "500.00"),
+    ];
+    store.replace_courses(&second).await.unwrap();
+    let stored = store.courses().await.unwrap();
+    let expected = vec![
+        second[3].clone(),
+        second[1].clone(),
+        individual,
+        second[0].clone(),
+    ];
+    assert_eq!(stored, expected);
+    let DailyTariff::Locked { amount } = stored[1].tariff else {
+        panic!("locked tariff expected")
+    };
+    assert_eq!(amount, Decimal::new(1_234_567, 4));
+    assert_eq!(amount.to_string(), "123.4567", "exact, scale kept");
+    let DailyTariff::Locked { amount } = stored[0].tariff else {
+        panic!("locked tariff expected")
+    };
+    assert_eq!(amount.to_string(), "500.00");
+
+    // A set the database refuses (two courses with one id) leaves the previous set.
+    let duplicate = vec![second[0].clone(), second[0].clone()];
+    assert!(store.replace_courses(&duplicate).await.is_err());
+    assert_eq!(store.courses().await.unwrap(), expected);
+
+    store.replace_courses(&[]).await.unwrap();
+    assert!(store.courses().await.unwrap().is_empty());
+}
+
+store_test!(all_versions_groups_by_citizen_in_receipt_order);
+async fn all_versions_groups_by_citizen_in_receipt_order(store: Store) {
+    let (a, b, c) = (citizen(0xa0), citizen(0x0b), citizen(0x5c));
+    let g = |p: &Pseudonym, id: &str, at: &str| version("s", at, Record::Grant(grant(p, id, None)));
+    // Interleaved, with receipt order differing from version order.
+    let batch = [
+        g(&a, "a1", "2027-01-03T00:00:00Z"),
+        g(&c, "c1", "2027-01-01T00:00:00Z"),
+        g(&b, "b1", "2027-01-09T00:00:00Z"),
+        g(&a, "a2", "2027-01-01T00:00:00Z"),
+        g(&c, "c2", "2027-01-02T00:00:00Z"),
+    ];
+    store.put_batch(&batch[..3], None).await.unwrap();
+    store.put_batch(&batch[3..], None).await.unwrap();
+    let late = g(&b, "b2", "2027-01-01T00:00:00Z");
+    store
+        .put_batch(std::slice::from_ref(&late), None)
+        .await
+        .unwrap();
+
+    let groups = store.all_versions().await.unwrap();
+    let expected = vec![
+        (b.clone(), vec![batch[2].clone(), late]),
+        (c.clone(), vec![batch[1].clone(), batch[4].clone()]),
+        (a.clone(), vec![batch[0].clone(), batch[3].clone()]),
+    ];
+    assert_eq!(groups, expected);
+    assert_eq!(
+        store.citizens().await.unwrap(),
+        vec![b.clone(), c.clone(), a.clone()]
+    );
+    for (who, versions) in &groups {
+        assert_eq!(&store.versions(who).await.unwrap(), versions);
+    }
+}
+
+store_test!(ten_thousand_versions_in_one_batch);
+/// A large batch goes in whole and idempotently (speed is measured by benchmarks, not here).
+async fn ten_thousand_versions_in_one_batch(store: Store) {
+    let batch = many_grants(10_000);
+    let summary = store
+        .put_batch(&batch, Some(("bulk", "done")))
+        .await
+        .unwrap();
+    assert_eq!(summary.inserted, 10_000);
+    assert_eq!(store.cursor("bulk").await.unwrap().as_deref(), Some("done"));
+    let again = store.put_batch(&batch, None).await.unwrap();
+    assert_eq!((again.inserted, again.unchanged), (0, 10_000));
+    let groups = store.all_versions().await.unwrap();
+    assert_eq!(groups.len(), 50);
+    assert!(groups.iter().all(|(_, v)| v.len() == 200));
+}
+
+store_test!(url: reconnecting_keeps_the_data);
+async fn reconnecting_keeps_the_data(store: Store, url: String) {
+    let c = citizen(9);
+    let batch = one_of_each_kind(&c);
+    store
+        .put_batch(&batch, Some(("klgateway-files", "c-1")))
+        .await
+        .unwrap();
+    let courses = vec![course(&c, Track::Care, "2027-01-04", "123.4567")];
+    store.replace_courses(&courses).await.unwrap();
+    store.close().await;
+    drop(store);
+
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let meta = std::fs::metadata(path).expect("a real database file");
+        assert!(meta.is_file() && meta.len() > 0);
+    }
+
+    // Connecting again runs the migrations again (a no-op) and finds everything.
+    let store = Store::connect(&url).await.unwrap();
+    assert_eq!(store.versions(&c).await.unwrap(), batch);
+    assert_eq!(store.courses().await.unwrap(), courses);
+    assert_eq!(
+        store.cursor("klgateway-files").await.unwrap().as_deref(),
+        Some("c-1")
+    );
+    let again = store.put_batch(&batch, None).await.unwrap();
+    assert_eq!(again.inserted, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connecting (no database needed)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_bad_url_names_the_scheme_problem_without_the_password() {
+    let err = Store::connect("mysql://gateway:hunter2@db.example/care")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::BadUrl(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("unsupported scheme `mysql:`"), "{message}");
+    assert!(message.contains("sqlite://"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+
+    let err = Store::connect("gateway.db").await.unwrap_err();
+    assert!(err.to_string().contains("no scheme"), "{err}");
+
+    let err = Store::connect("").await.unwrap_err();
+    assert!(matches!(err, StoreError::BadUrl(_)), "{err:?}");
+
+    let err = Store::connect("postgres://gateway:hunter2@db.example:notaport/care")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::BadUrl(_)), "{err:?}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_connect_error() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let missing = dir.path().join("no-such-directory").join("gateway.db");
+    let err = Store::connect(&format!("sqlite://{}", missing.display()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Connect {
+                backend: Backend::Sqlite,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("cannot connect to the SQLite database"),
+        "{err}"
+    );
+
+    let err = Store::connect("postgres://gateway:hunter2@127.0.0.1:1/care")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Connect {
+                backend: Backend::Postgres,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
