@@ -146,24 +146,7 @@ impl Pseudonym {
     }
 }
 
-impl TryFrom<String> for Pseudonym {
-    type Error = InvalidValue;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<Pseudonym> for String {
-    fn from(p: Pseudonym) -> String {
-        p.0
-    }
-}
-
-impl fmt::Display for Pseudonym {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(Pseudonym);
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,31 @@
 //! Every type here is validated on construction (`parse`/`new`), so invalid data cannot travel
 //! inward. Nothing in this module does I/O or reads the clock.
 
+/// The conversions of a validated string newtype with a `parse(&str) -> Result<Self,
+/// InvalidValue>`: `TryFrom<String>` (for serde), `From<T> for String` and `Display`.
+macro_rules! string_newtype {
+    ($name:ident) => {
+        impl TryFrom<String> for $name {
+            type Error = $crate::domain::InvalidValue;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 mod citizen;
 mod records;
 mod team;

@@ -6,7 +6,6 @@
 use super::{InvalidValue, Pseudonym};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// The id of a record in its source system (a FHIR resource id, a Nexus id). Non-empty, at most
 /// 200 characters, no control characters.
@@ -32,24 +31,7 @@ impl SourceId {
     }
 }
 
-impl TryFrom<String> for SourceId {
-    type Error = InvalidValue;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<SourceId> for String {
-    fn from(s: SourceId) -> String {
-        s.0
-    }
-}
-
-impl fmt::Display for SourceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(SourceId);
 
 /// What the care system says about a citizen: custodian organisation and whether deceased.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,7 +3,6 @@
 use super::{InvalidValue, Pseudonym};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// A team id as written in the mappings: lower-case letters, digits, `-` and `_`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -33,24 +32,7 @@ impl TeamId {
     }
 }
 
-impl TryFrom<String> for TeamId {
-    type Error = InvalidValue;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<TeamId> for String {
-    fn from(t: TeamId) -> String {
-        t.0
-    }
-}
-
-impl fmt::Display for TeamId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(TeamId);
 
 /// A cost centre (omkostningssted) in the finance system: 1-10 digits.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -76,24 +58,7 @@ impl CostCentre {
     }
 }
 
-impl TryFrom<String> for CostCentre {
-    type Error = InvalidValue;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<CostCentre> for String {
-    fn from(c: CostCentre) -> String {
-        c.0
-    }
-}
-
-impl fmt::Display for CostCentre {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(CostCentre);
 
 /// A self-managing team that receives the tariffs of its citizens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
