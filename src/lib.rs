@@ -14,4 +14,6 @@ pub mod config;
 pub mod domain;
 pub mod mapping;
 pub mod model;
+pub mod sim;
+pub mod sources;
 pub mod store;

@@ -88,7 +88,8 @@ fn records(n: u32, events: &[Event]) -> Vec<Versioned> {
                     condition_id: SourceId::parse(&format!("c{condition}")).unwrap(),
                     citizen: who.clone(),
                     condition_code: format!("c{condition}"),
-                    level: FunctionalLevel::new(level).unwrap(),
+                    level_code: format!("B{}", level + 1),
+                    level: Some(FunctionalLevel::new(level).unwrap()),
                     assessed_at: Utc.from_utc_datetime(&day(on).and_hms_opt(10, 0, 0).unwrap())
                         + chrono::Duration::seconds(i as i64),
                     assessed_on: day(on),

@@ -200,7 +200,8 @@ fn assessment(c: &Pseudonym, condition: &str, level: u8, assessed_at: &str) -> A
         condition_id: sid(condition),
         citizen: c.clone(),
         condition_code: "B0.1".into(),
-        level: FunctionalLevel::new(level).unwrap(),
+        level_code: format!("B{}", level + 1),
+        level: Some(FunctionalLevel::new(level).unwrap()),
         assessed_at: at(assessed_at),
         assessed_on: at(assessed_at).date_naive(),
         in_focus: true,
@@ -257,7 +258,7 @@ fn one_of_each_kind(c: &Pseudonym) -> Vec<Versioned> {
                 source_id: sid("goal-1"),
                 citizen: c.clone(),
                 condition_id: sid("cond-1"),
-                target_level: FunctionalLevel::new(1).unwrap(),
+                target_level: Some(FunctionalLevel::new(1).unwrap()),
                 set_on: day("2027-01-03"),
                 active: true,
             }),
@@ -545,7 +546,11 @@ async fn every_assessment_version_is_kept(store: Store) {
     assert_eq!(stored.len(), 2);
     let h = resolve_history(&stored);
     assert_eq!(h.assessments, vec![first, reassessed]);
-    let levels: Vec<u8> = h.assessments.iter().map(|a| a.level.value()).collect();
+    let levels: Vec<u8> = h
+        .assessments
+        .iter()
+        .map(|a| a.level.unwrap().value())
+        .collect();
     assert_eq!(
         levels,
         [3, 1],

@@ -34,8 +34,8 @@ mod team;
 
 pub use citizen::{Cpr, CprError, Pseudonym, PseudonymKey};
 pub use records::{
-    Assessment, CitizenRecord, DeliveryMode, FunctionalLevel, Goal, Grant, GrantStatus, SourceId,
-    Termination, TerminationReason, Visit,
+    AcuteDelivery, Assessment, CitizenRecord, DeliveryMode, FollowUp, FunctionalLevel, Goal, Grant,
+    GrantStatus, SourceId, Termination, TerminationReason, Visit,
 };
 pub use team::{CostCentre, Team, TeamAssignment, TeamId};
 

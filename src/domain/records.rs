@@ -279,8 +279,11 @@ pub struct Assessment {
     pub citizen: Pseudonym,
     /// FSIII condition code.
     pub condition_code: String,
-    /// The functional level assessed.
-    pub level: FunctionalLevel,
+    /// The severity code as received (FSIII level code, UUID or legacy form).
+    pub level_code: String,
+    /// The functional level of `level_code` by the mappings; `None` for a code the mappings do
+    /// not know (stored and reported, and left out of the need score until mapped).
+    pub level: Option<FunctionalLevel>,
     /// When it was assessed (`meta.lastUpdated`, else the Bundle timestamp).
     pub assessed_at: DateTime<Utc>,
     /// The local date of `assessed_at` in the configured time zone.
@@ -298,12 +301,45 @@ pub struct Goal {
     pub citizen: Pseudonym,
     /// The condition it addresses.
     pub condition_id: SourceId,
-    /// The expected level.
-    pub target_level: FunctionalLevel,
+    /// The expected level; `None` when the goal names no level or one the mappings do not know.
+    pub target_level: Option<FunctionalLevel>,
     /// Local date from which the goal is known.
     pub set_on: NaiveDate,
     /// Lifecycle active (not completed, cancelled or in error).
     pub active: bool,
+}
+
+/// An acute or unplanned delivery (FHIR `Procedure`): a code delivered at an instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcuteDelivery {
+    /// Id in the source system.
+    pub source_id: SourceId,
+    /// The citizen.
+    pub citizen: Pseudonym,
+    /// FSIII intervention code.
+    pub code: String,
+    /// When it was delivered.
+    pub performed_at: DateTime<Utc>,
+    /// The local date of `performed_at`.
+    pub performed_on: NaiveDate,
+}
+
+/// A follow-up: a planned follow-up date (old Encounter form) or a follow-up result
+/// (Observation: continue, change, end, revisitation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUp {
+    /// Id in the source system.
+    pub source_id: SourceId,
+    /// The citizen.
+    pub citizen: Pseudonym,
+    /// The local date: the planned date, or the date of the result.
+    pub on: NaiveDate,
+    /// `true` for a planned follow-up date, `false` for a result.
+    pub planned: bool,
+    /// The result code (FSIII follow-up code), for a result.
+    pub result_code: Option<String>,
+    /// What the follow-up is about (a grant or condition id), where given.
+    pub focus: Vec<SourceId>,
 }
 
 /// Why a course ends before its planned end.

@@ -279,7 +279,7 @@ fn start_course(
         NeedBasis::FunctionalLevel => levels
             .values()
             .filter(|a| a.in_focus)
-            .filter_map(|a| a.level.score())
+            .filter_map(|a| a.level.and_then(|l| l.score()))
             .sum(),
         NeedBasis::WeeklyMinutes => active.iter().map(|g| g.weekly_minutes()).sum(),
         NeedBasis::InterventionWeight => active.iter().map(|g| g.mapping.nursing_weight).sum(),
@@ -385,8 +385,11 @@ fn goal_below_level(
         .iter()
         .filter(|g| g.active && g.set_on <= day)
         .any(|g| {
-            let current = levels.get(&g.condition_id).and_then(|a| a.level.score());
-            let target = g.target_level.score();
+            let current = levels
+                .get(&g.condition_id)
+                .and_then(|a| a.level)
+                .and_then(|l| l.score());
+            let target = g.target_level.and_then(|l| l.score());
             matches!((target, current), (Some(t), Some(c)) if t < c)
         })
 }

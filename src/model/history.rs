@@ -1,7 +1,8 @@
 //! A citizen's history as the model sees it, resolved from every stored version.
 
 use crate::domain::{
-    Assessment, CitizenRecord, Goal, Grant, Pseudonym, TeamAssignment, Termination, Visit,
+    AcuteDelivery, Assessment, CitizenRecord, FollowUp, Goal, Grant, Pseudonym, TeamAssignment,
+    Termination, Visit,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,10 @@ pub enum Record {
     Termination(Termination),
     /// A team assignment from a roster.
     Assignment(TeamAssignment),
+    /// An acute or unplanned delivery.
+    Acute(AcuteDelivery),
+    /// A planned follow-up date or a follow-up result.
+    FollowUp(FollowUp),
 }
 
 /// The kind of a [`Record`], as stored.
@@ -44,6 +49,10 @@ pub enum RecordKind {
     Termination,
     /// [`Record::Assignment`]
     Assignment,
+    /// [`Record::Acute`]
+    Acute,
+    /// [`Record::FollowUp`]
+    FollowUp,
 }
 
 impl RecordKind {
@@ -57,6 +66,8 @@ impl RecordKind {
             Self::Goal => "goal",
             Self::Termination => "termination",
             Self::Assignment => "assignment",
+            Self::Acute => "acute",
+            Self::FollowUp => "follow_up",
         }
     }
 }
@@ -72,6 +83,8 @@ impl Record {
             Record::Goal(_) => RecordKind::Goal,
             Record::Termination(_) => RecordKind::Termination,
             Record::Assignment(_) => RecordKind::Assignment,
+            Record::Acute(_) => RecordKind::Acute,
+            Record::FollowUp(_) => RecordKind::FollowUp,
         }
     }
 
@@ -85,6 +98,8 @@ impl Record {
             Record::Goal(r) => &r.citizen,
             Record::Termination(r) => &r.citizen,
             Record::Assignment(r) => &r.citizen,
+            Record::Acute(r) => &r.citizen,
+            Record::FollowUp(r) => &r.citizen,
         }
     }
 
@@ -99,6 +114,8 @@ impl Record {
             Record::Goal(r) => r.source_id.to_string(),
             Record::Termination(r) => r.source_id.to_string(),
             Record::Assignment(r) => format!("{}|{}|{}", r.citizen, r.team, r.from),
+            Record::Acute(r) => r.source_id.to_string(),
+            Record::FollowUp(r) => r.source_id.to_string(),
         }
     }
 }
@@ -135,6 +152,10 @@ pub struct CitizenHistory {
     pub visits: Vec<Visit>,
     /// Termination events, earliest first.
     pub terminations: Vec<Termination>,
+    /// Current version of each acute delivery.
+    pub acute: Vec<AcuteDelivery>,
+    /// Current version of each follow-up.
+    pub follow_ups: Vec<FollowUp>,
     /// Team assignments from rosters.
     pub assignments: Vec<TeamAssignment>,
 }
@@ -142,7 +163,9 @@ pub struct CitizenHistory {
 /// Resolves a citizen's stored versions into the history the model computes from.
 ///
 /// - the current version of a record is the one with the latest `version_at` (on a tie, the
-///   one later in `versions`, i.e. received later);
+///   one later in `versions`, i.e. received later); a termination is the exception: its
+///   *first* report counts (the day of death is the day it was first reported), so its current
+///   version is the earliest one;
 /// - a record whose current version is withdrawn is left out;
 /// - every version of an assessment is kept (a re-assessment never overwrites the level before
 ///   it), unless that version itself is withdrawn or the current version of its condition is;
@@ -166,15 +189,18 @@ pub fn resolve_history(versions: &[Versioned]) -> CitizenHistory {
     };
     let mut profile_at = None;
     for all in things.values() {
+        // The latest version is current; for a termination the first report is.
+        let first_report_counts = matches!(all[0].record, Record::Termination(_));
         let v = all
             .iter()
             .copied()
             .reduce(|best, v| {
-                if v.version_at >= best.version_at {
-                    v
+                let replaces = if first_report_counts {
+                    v.version_at < best.version_at
                 } else {
-                    best
-                }
+                    v.version_at >= best.version_at
+                };
+                if replaces { v } else { best }
             })
             .expect("every entry has a version");
         if v.withdrawn {
@@ -192,6 +218,8 @@ pub fn resolve_history(versions: &[Versioned]) -> CitizenHistory {
             Record::Goal(r) => h.goals.push(r.clone()),
             Record::Termination(r) => h.terminations.push(r.clone()),
             Record::Assignment(r) => h.assignments.push(r.clone()),
+            Record::Acute(r) => h.acute.push(r.clone()),
+            Record::FollowUp(r) => h.follow_ups.push(r.clone()),
             Record::Assessment(_) => {
                 // Every non-withdrawn version of a live condition, each once.
                 for w in all.iter().filter(|w| !w.withdrawn) {
@@ -266,7 +294,8 @@ mod tests {
             condition_id: SourceId::parse("c1").unwrap(),
             citizen: who(),
             condition_code: "x".into(),
-            level: FunctionalLevel::new(level).unwrap(),
+            level_code: format!("B{}", level + 1),
+            level: Some(FunctionalLevel::new(level).unwrap()),
             assessed_at: at(hour),
             assessed_on: NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
             in_focus: true,
@@ -304,7 +333,11 @@ mod tests {
             v(12, false, assessment(2, 12)),
             v(8, false, assessment(3, 8)),
         ]);
-        let levels: Vec<u8> = h.assessments.iter().map(|a| a.level.value()).collect();
+        let levels: Vec<u8> = h
+            .assessments
+            .iter()
+            .map(|a| a.level.unwrap().value())
+            .collect();
         assert_eq!(levels, [3, 2]);
     }
 
@@ -325,5 +358,32 @@ mod tests {
         ]);
         assert!(h.grants.is_empty());
         assert_eq!(h.profile.map(|p| p.active), Some(false));
+    }
+}
+
+#[cfg(test)]
+mod termination_tests {
+    use super::*;
+    use crate::domain::{SourceId, TerminationReason};
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_first_report_of_a_death_gives_the_day() {
+        let who = Pseudonym::parse(&"ef".repeat(32)).unwrap();
+        let death = |day: u32| Versioned {
+            source: "s".into(),
+            version_at: Utc.with_ymd_and_hms(2027, 1, day, 12, 0, 0).unwrap(),
+            withdrawn: false,
+            record: Record::Termination(Termination {
+                source_id: SourceId::parse("patient-1/death").unwrap(),
+                citizen: who.clone(),
+                on: chrono::NaiveDate::from_ymd_opt(2027, 1, day).unwrap(),
+                reason: TerminationReason::Death,
+            }),
+        };
+        // Reported again on the 22nd, and the report of the 20th arriving late: the 20th counts.
+        let h = resolve_history(&[death(22), death(20)]);
+        assert_eq!(h.terminations.len(), 1);
+        assert_eq!(h.terminations[0].on.to_string(), "2027-01-20");
     }
 }

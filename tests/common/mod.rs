@@ -295,7 +295,8 @@ impl HistoryBuilder {
             condition_id: SourceId::parse(condition).unwrap(),
             citizen: self.who(),
             condition_code: condition.into(),
-            level: FunctionalLevel::new(level).unwrap(),
+            level_code: format!("B{}", level + 1),
+            level: Some(FunctionalLevel::new(level).unwrap()),
             assessed_at: Utc.from_utc_datetime(&day.and_hms_opt(9, 0, 0).unwrap()),
             assessed_on: day,
             in_focus: true,
@@ -317,7 +318,7 @@ impl HistoryBuilder {
             source_id: id,
             citizen: self.who(),
             condition_id: SourceId::parse(condition).unwrap(),
-            target_level: FunctionalLevel::new(target).unwrap(),
+            target_level: Some(FunctionalLevel::new(target).unwrap()),
             set_on: d(on),
             active: true,
         });

@@ -1,0 +1,4 @@
+//! Simulated external systems for tests, the demo and benchmarks. They speak the real wire
+//! formats over real HTTP on loopback.
+
+pub mod care;
