@@ -18,7 +18,7 @@ use progression_gateway::domain::{
 use progression_gateway::model::{
     Course, CourseId, DailyTariff, EndReason, Record, Versioned, resolve_history,
 };
-use progression_gateway::store::{Backend, PutSummary, Store, StoreError};
+use progression_gateway::store::{Backend, IngestedFile, PutSummary, Store, StoreError};
 use rust_decimal::Decimal;
 use secrecy::SecretString;
 use sqlx::{AssertSqlSafe, Connection};
@@ -593,6 +593,30 @@ async fn a_withdrawn_version_removes_the_record(store: Store) {
     let h = resolve_history(&stored);
     let ids: Vec<&str> = h.grants.iter().map(|g| g.source_id.as_str()).collect();
     assert_eq!(ids, ["grant-kept"]);
+}
+
+store_test!(a_file_is_recorded_with_what_it_held);
+async fn a_file_is_recorded_with_what_it_held(store: Store) {
+    let c = citizen(7);
+    let file = IngestedFile {
+        content_hash: "ab".repeat(32),
+        source: "landing".into(),
+        file_name: "report-1.json".into(),
+    };
+    assert!(!store.file_ingested(&file.content_hash).await.unwrap());
+    let first = store
+        .put_batch_with_files(&one_of_each_kind(&c), None, std::slice::from_ref(&file))
+        .await
+        .unwrap();
+    assert!(first.inserted > 0);
+    assert!(store.file_ingested(&file.content_hash).await.unwrap());
+    assert!(!store.file_ingested(&"cd".repeat(32)).await.unwrap());
+    // Recording the same file again (a crash between commit and archive) is harmless.
+    let again = store
+        .put_batch_with_files(&one_of_each_kind(&c), None, std::slice::from_ref(&file))
+        .await
+        .unwrap();
+    assert_eq!(again.inserted, 0);
 }
 
 store_test!(a_cursor_written_with_a_batch_is_readable);

@@ -65,6 +65,22 @@ const DELETE_COURSES: &str = "DELETE FROM courses";
 const SELECT_COURSES: &str =
     "SELECT id, payload FROM courses ORDER BY citizen, track, start_date, id";
 
+/// A file read by a file source or `import`, recorded with what it held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestedFile {
+    /// sha256 hex of the file's bytes.
+    pub content_hash: String,
+    /// The source that read it.
+    pub source: String,
+    /// Its name when read (for people; the hash is the identity).
+    pub file_name: String,
+}
+
+const INSERT_INGESTED_FILE: &str = "INSERT INTO ingested_files (content_hash, source, file_name, received_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (content_hash) DO NOTHING";
+const SELECT_INGESTED_FILE: &str =
+    "SELECT content_hash FROM ingested_files WHERE content_hash = $1";
+
 /// What [`Store::put_batch`] did with a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PutSummary {
@@ -208,6 +224,17 @@ impl Store {
         batch: &[Versioned],
         cursor: Option<(&str, &str)>,
     ) -> Result<PutSummary, StoreError> {
+        self.put_batch_with_files(batch, cursor, &[]).await
+    }
+
+    /// [`Store::put_batch`], also recording the files the batch was read from (by content
+    /// hash) in the same transaction, so a file is read once and a crash loses nothing.
+    pub async fn put_batch_with_files(
+        &self,
+        batch: &[Versioned],
+        cursor: Option<(&str, &str)>,
+        files: &[IngestedFile],
+    ) -> Result<PutSummary, StoreError> {
         let rows = batch
             .iter()
             .map(VersionRow::new)
@@ -255,6 +282,16 @@ impl Store {
                     .await
                     .map_err(db("writing a source cursor with its batch"))?;
             }
+            for file in files {
+                sqlx::query(INSERT_INGESTED_FILE)
+                    .bind(file.content_hash.as_str())
+                    .bind(file.source.as_str())
+                    .bind(file.file_name.as_str())
+                    .bind(received_at.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("recording a file with its batch"))?;
+            }
             tx.commit().await.map_err(db(OP))?;
             inserted
         });
@@ -262,6 +299,19 @@ impl Store {
         Ok(PutSummary {
             inserted,
             unchanged: total.saturating_sub(inserted),
+        })
+    }
+
+    /// Whether a file with this content hash was already read (by any source).
+    pub async fn file_ingested(&self, content_hash: &str) -> Result<bool, StoreError> {
+        const OP: &str = "looking up an ingested file";
+        with_pool!(self, |pool| {
+            let row = sqlx::query(SELECT_INGESTED_FILE)
+                .bind(content_hash)
+                .fetch_optional(pool)
+                .await
+                .map_err(db(OP))?;
+            Ok(row.is_some())
         })
     }
 
