@@ -1,0 +1,377 @@
+//! The wire model: just the FHIR resources and elements the gateway reads, as serde structs.
+//!
+//! Both formats end here: JSON through `serde_json`, XML through [`super::xml`], which turns FHIR
+//! XML into the same JSON shape first. So that one model fits both, every repeating element
+//! accepts one value or a list (XML cannot tell a list of one from a single element) and every
+//! boolean accepts `true` or `"true"` (XML has only strings). Unknown elements are ignored.
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::Value;
+
+/// A repeating element: a JSON array, or a single value (XML, or a sloppy sender).
+fn many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| serde_json::from_value(v).map_err(de::Error::custom))
+            .collect(),
+        Some(one) => Ok(vec![
+            serde_json::from_value(one).map_err(de::Error::custom)?,
+        ]),
+    }
+}
+
+/// A FHIR boolean: JSON `true`/`false`, or the XML `value` text `"true"`/`"false"`.
+fn boolean<'de, D>(d: D) -> Result<Option<bool>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(b)),
+        Some(Value::String(s)) if s == "true" => Ok(Some(true)),
+        Some(Value::String(s)) if s == "false" => Ok(Some(false)),
+        Some(_) => Err(de::Error::custom("expected a boolean (true or false)")),
+    }
+}
+
+/// A Bundle: a delivery report, an incremental delivery or a search result page.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct Bundle {
+    pub id: Option<String>,
+    pub meta: Option<Meta>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub timestamp: Option<String>,
+    #[serde(deserialize_with = "many")]
+    pub link: Vec<Link>,
+    #[serde(deserialize_with = "many")]
+    pub entry: Vec<Entry>,
+}
+
+/// `Bundle.link`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Link {
+    pub relation: Option<String>,
+    pub url: Option<String>,
+}
+
+/// `Bundle.entry`: the resource stays generic until its type is known.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct Entry {
+    pub full_url: Option<String>,
+    pub resource: Option<Value>,
+    pub search: Option<Search>,
+}
+
+/// `Bundle.entry.search`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Search {
+    pub mode: Option<String>,
+}
+
+/// `Resource.meta`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct Meta {
+    pub last_updated: Option<String>,
+    #[serde(deserialize_with = "many")]
+    pub profile: Vec<String>,
+}
+
+/// A `Coding`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Coding {
+    pub system: Option<String>,
+    pub code: Option<String>,
+}
+
+/// A `CodeableConcept`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Concept {
+    #[serde(deserialize_with = "many")]
+    pub coding: Vec<Coding>,
+}
+
+/// An `Identifier`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Identifier {
+    pub system: Option<String>,
+    pub value: Option<String>,
+}
+
+/// A `Reference`: a literal reference, or (for the custodian) a logical one by identifier.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Reference {
+    pub reference: Option<String>,
+    pub identifier: Option<Identifier>,
+}
+
+/// A `Period`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Period {
+    pub start: Option<String>,
+    pub end: Option<String>,
+}
+
+/// An `Extension` with a reference value (the only kind read).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct Extension {
+    pub url: Option<String>,
+    pub value_reference: Option<Reference>,
+}
+
+/// `Patient` (klgateway-care-citizen).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct Patient {
+    pub id: Option<String>,
+    pub meta: Option<Meta>,
+    #[serde(deserialize_with = "many")]
+    pub identifier: Vec<Identifier>,
+    #[serde(deserialize_with = "boolean")]
+    pub active: Option<bool>,
+    #[serde(deserialize_with = "boolean")]
+    pub deceased_boolean: Option<bool>,
+    pub deceased_date_time: Option<String>,
+    pub managing_organization: Option<Reference>,
+}
+
+/// `CarePlan` (klgateway-care-planned-intervention).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct CarePlan {
+    pub id: Option<String>,
+    pub meta: Option<Meta>,
+    pub status: Option<String>,
+    pub subject: Option<Reference>,
+    pub period: Option<Period>,
+    #[serde(deserialize_with = "many")]
+    pub activity: Vec<Activity>,
+}
+
+/// `CarePlan.activity`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Activity {
+    pub detail: Option<ActivityDetail>,
+}
+
+/// `CarePlan.activity.detail`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct ActivityDetail {
+    pub code: Option<Concept>,
+    #[serde(deserialize_with = "many")]
+    pub reason_reference: Vec<Reference>,
+}
+
+/// `Procedure` (klgateway-care-completed-intervention).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct Procedure {
+    pub id: Option<String>,
+    pub meta: Option<Meta>,
+    pub status: Option<String>,
+    pub code: Option<Concept>,
+    pub subject: Option<Reference>,
+    pub performed_date_time: Option<String>,
+    #[serde(deserialize_with = "many")]
+    pub reason_reference: Vec<Reference>,
+}
+
+/// `Encounter` (klgateway-care-general-encounter, or the old klgateway-care-encounter).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct Encounter {
+    pub id: Option<String>,
+    pub meta: Option<Meta>,
+    #[serde(deserialize_with = "many")]
+    pub extension: Vec<Extension>,
+    pub status: Option<String>,
+    pub class: Option<Coding>,
+    #[serde(rename = "type", deserialize_with = "many")]
+    pub kind: Vec<Concept>,
+    pub subject: Option<Reference>,
+    pub period: Option<Period>,
+    #[serde(deserialize_with = "many")]
+    pub reason_reference: Vec<Reference>,
+}
+
+/// `Condition` (klgateway-care-condition).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct Condition {
+    pub id: Option<String>,
+    pub meta: Option<Meta>,
+    #[serde(deserialize_with = "many")]
+    pub extension: Vec<Extension>,
+    pub clinical_status: Option<Concept>,
+    pub verification_status: Option<Concept>,
+    #[serde(deserialize_with = "many")]
+    pub category: Vec<Concept>,
+    pub severity: Option<Concept>,
+    pub code: Option<Concept>,
+    pub subject: Option<Reference>,
+}
+
+/// `Goal` (klgateway-care-goal).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct Goal {
+    pub id: Option<String>,
+    pub meta: Option<Meta>,
+    pub lifecycle_status: Option<String>,
+    pub subject: Option<Reference>,
+    #[serde(deserialize_with = "many")]
+    pub target: Vec<GoalTarget>,
+    #[serde(deserialize_with = "many")]
+    pub addresses: Vec<Reference>,
+}
+
+/// `Goal.target`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct GoalTarget {
+    pub detail_codeable_concept: Option<Concept>,
+}
+
+/// `Observation` (follow-up, matter-of-interest or citizen's own observation).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct Observation {
+    pub id: Option<String>,
+    pub meta: Option<Meta>,
+    pub status: Option<String>,
+    pub code: Option<Concept>,
+    pub subject: Option<Reference>,
+    #[serde(deserialize_with = "many")]
+    pub focus: Vec<Reference>,
+    pub effective_date_time: Option<String>,
+    pub value_codeable_concept: Option<Concept>,
+}
+
+/// One resource of a delivery report, by type.
+#[derive(Debug, Clone)]
+pub(crate) enum Resource {
+    Patient(Patient),
+    CarePlan(CarePlan),
+    Procedure(Procedure),
+    Encounter(Encounter),
+    Condition(Condition),
+    Goal(Goal),
+    Observation(Observation),
+}
+
+impl Resource {
+    /// The FHIR resource type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Resource::Patient(_) => "Patient",
+            Resource::CarePlan(_) => "CarePlan",
+            Resource::Procedure(_) => "Procedure",
+            Resource::Encounter(_) => "Encounter",
+            Resource::Condition(_) => "Condition",
+            Resource::Goal(_) => "Goal",
+            Resource::Observation(_) => "Observation",
+        }
+    }
+
+    /// The resource id.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Resource::Patient(r) => r.id.as_deref(),
+            Resource::CarePlan(r) => r.id.as_deref(),
+            Resource::Procedure(r) => r.id.as_deref(),
+            Resource::Encounter(r) => r.id.as_deref(),
+            Resource::Condition(r) => r.id.as_deref(),
+            Resource::Goal(r) => r.id.as_deref(),
+            Resource::Observation(r) => r.id.as_deref(),
+        }
+    }
+
+    /// `meta`.
+    pub fn meta(&self) -> Option<&Meta> {
+        match self {
+            Resource::Patient(r) => r.meta.as_ref(),
+            Resource::CarePlan(r) => r.meta.as_ref(),
+            Resource::Procedure(r) => r.meta.as_ref(),
+            Resource::Encounter(r) => r.meta.as_ref(),
+            Resource::Condition(r) => r.meta.as_ref(),
+            Resource::Goal(r) => r.meta.as_ref(),
+            Resource::Observation(r) => r.meta.as_ref(),
+        }
+    }
+
+    /// `subject` (a Patient has none).
+    pub fn subject(&self) -> Option<&Reference> {
+        match self {
+            Resource::Patient(_) => None,
+            Resource::CarePlan(r) => r.subject.as_ref(),
+            Resource::Procedure(r) => r.subject.as_ref(),
+            Resource::Encounter(r) => r.subject.as_ref(),
+            Resource::Condition(r) => r.subject.as_ref(),
+            Resource::Goal(r) => r.subject.as_ref(),
+            Resource::Observation(r) => r.subject.as_ref(),
+        }
+    }
+}
+
+/// What a generic resource turned out to be.
+pub(crate) enum Parsed {
+    /// A resource a delivery report may hold.
+    Resource(Box<Resource>),
+    /// A nested Bundle (allowed only in an incremental delivery or a search page).
+    Bundle,
+    /// Any other resource type.
+    Other,
+}
+
+/// Why a generic resource could not be read into the wire model. The message is serde's and
+/// may quote input text: the caller scrubs it.
+pub(crate) struct ShapeError(pub String);
+
+/// Reads a generic resource into the wire model by its `resourceType`.
+pub(crate) fn parse_resource(value: Value) -> Result<Parsed, ShapeError> {
+    fn to<T: DeserializeOwned>(v: Value) -> Result<T, ShapeError> {
+        serde_json::from_value(v).map_err(|e| ShapeError(e.to_string()))
+    }
+    let kind = value
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    Ok(match kind.as_str() {
+        "Patient" => Parsed::Resource(Box::new(Resource::Patient(to(value)?))),
+        "CarePlan" => Parsed::Resource(Box::new(Resource::CarePlan(to(value)?))),
+        "Procedure" => Parsed::Resource(Box::new(Resource::Procedure(to(value)?))),
+        "Encounter" => Parsed::Resource(Box::new(Resource::Encounter(to(value)?))),
+        "Condition" => Parsed::Resource(Box::new(Resource::Condition(to(value)?))),
+        "Goal" => Parsed::Resource(Box::new(Resource::Goal(to(value)?))),
+        "Observation" => Parsed::Resource(Box::new(Resource::Observation(to(value)?))),
+        "Bundle" => Parsed::Bundle,
+        _ => Parsed::Other,
+    })
+}
+
+/// The type and id of a generic resource, for messages.
+pub(crate) fn header(value: &Value) -> (String, Option<String>) {
+    let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+    (text("resourceType").unwrap_or_default(), text("id"))
+}
