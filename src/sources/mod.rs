@@ -8,6 +8,7 @@
 
 pub mod fhir_pull;
 pub mod fhir_push;
+pub mod ingest;
 pub mod files;
 pub mod klgateway;
 pub mod roster;
@@ -131,7 +132,10 @@ mod tests {
             Some(Format::Xml)
         );
         assert_eq!(Format::from_content_type("text/plain"), None);
-        assert_eq!(Format::sniff(b"\xEF\xBB\xBF  {\"a\":1}"), Some(Format::Json));
+        assert_eq!(
+            Format::sniff(b"\xEF\xBB\xBF  {\"a\":1}"),
+            Some(Format::Json)
+        );
         assert_eq!(Format::sniff(b"\n<Bundle/>"), Some(Format::Xml));
         assert_eq!(Format::sniff(b"hello"), None);
     }

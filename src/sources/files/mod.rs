@@ -1,1 +1,228 @@
-//! placeholder
+//! The `files` source: a landing folder where delivery reports are dropped (the usual SFTP
+//! landing folder), and the `import` command's reading of files and folders.
+//!
+//! Each file is read once, tracked by the sha256 of its content, so a re-dropped copy changes
+//! nothing. A read file moves to the archive folder and a refused one to the rejected folder
+//! with `<name>.reason.txt` beside it, both only after what the file held is committed: a crash
+//! in between leaves the file in place, and the next poll archives it without reading it again.
+
+use super::Format;
+use super::ingest::{ImportSummary, Ingestor};
+use crate::store::{IngestedFile, StoreError};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Configuration of a `files` source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// The landing folder; only `*.json` and `*.xml` files directly in it are read (names
+    /// starting with `.` and ending in `.tmp` or `.part` are files still being written).
+    pub dir: PathBuf,
+    /// Where read files go (default `<dir>/archive`).
+    #[serde(default)]
+    pub archive_dir: Option<PathBuf>,
+    /// Where refused files go, each with a `.reason.txt` beside it (default `<dir>/rejected`).
+    #[serde(default)]
+    pub rejected_dir: Option<PathBuf>,
+}
+
+impl FilesConfig {
+    /// The archive folder.
+    pub fn archive(&self) -> PathBuf {
+        self.archive_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.join("archive"))
+    }
+
+    /// The rejected folder.
+    pub fn rejected(&self) -> PathBuf {
+        self.rejected_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.join("rejected"))
+    }
+}
+
+/// A failure of the source as a whole (one bad file is a rejection, not this).
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    /// The folder could not be listed, or a file not moved.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The store failed; nothing of the pending batch was stored, and its files stay in place.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
+    move |source| FilesError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// sha256 hex of a file's bytes.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn is_in_progress(name: &str) -> bool {
+    name.starts_with('.') || name.ends_with(".tmp") || name.ends_with(".part")
+}
+
+/// The files to read under `paths`: files as given, folders recursively (sorted by path), only
+/// `.json` and `.xml` files from folders.
+pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, FilesError> {
+    let mut out = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(io(path))?;
+        if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(io(path))?
+                .map(|e| e.map(|e| e.path()).map_err(io(path)))
+                .collect::<Result<_, _>>()?;
+            entries.sort();
+            for entry in entries {
+                let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if entry.is_dir() {
+                    out.extend(collect(std::slice::from_ref(&entry))?);
+                } else if Format::from_path(&entry).is_some() && !is_in_progress(name) {
+                    out.push(entry);
+                }
+            }
+        } else {
+            out.push(path.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// What to do with a file once its batch is committed.
+enum After {
+    Archive(PathBuf),
+    Reject(PathBuf, String),
+}
+
+/// Reads files into the store (the `import` command): the inputs are left where they are.
+/// Importing the same files twice changes nothing.
+pub async fn import(ingestor: &Ingestor, paths: &[PathBuf]) -> Result<ImportSummary, FilesError> {
+    let files = collect(paths)?;
+    read_files(ingestor, &files, None).await
+}
+
+/// Polls a landing folder once: reads every waiting file, then archives or rejects it.
+pub async fn poll(ingestor: &Ingestor, cfg: &FilesConfig) -> Result<ImportSummary, FilesError> {
+    let mut entries: Vec<PathBuf> = Vec::new();
+    for entry in std::fs::read_dir(&cfg.dir).map_err(io(&cfg.dir))? {
+        let path = entry.map_err(io(&cfg.dir))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.is_file() && !is_in_progress(name) {
+            entries.push(path);
+        }
+    }
+    entries.sort();
+    for dir in [cfg.archive(), cfg.rejected()] {
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    }
+    read_files(ingestor, &entries, Some(cfg)).await
+}
+
+async fn read_files(
+    ingestor: &Ingestor,
+    files: &[PathBuf],
+    landing: Option<&FilesConfig>,
+) -> Result<ImportSummary, FilesError> {
+    let mut batch = ingestor.batch();
+    let mut pending: Vec<After> = Vec::new();
+    for path in files {
+        let name = path.display().to_string();
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                batch.reject(&name, format!("cannot read the file: {e}"));
+                continue;
+            }
+        };
+        let hash = content_hash(&bytes);
+        if ingestor.store().file_ingested(&hash).await? {
+            batch.already_read();
+            pending.push(After::Archive(path.clone()));
+            continue;
+        }
+        let Some(format) = Format::from_path(path).or_else(|| Format::sniff(&bytes)) else {
+            let reason = "neither a .json nor a .xml file, and its content is neither".to_owned();
+            batch.reject(&name, &reason);
+            pending.push(After::Reject(path.clone(), reason));
+            continue;
+        };
+        let outcome = ingestor.read(&bytes, format, &name, &mut batch);
+        drop(bytes);
+        let problems = outcome.problems.clone();
+        // A file with a bad Bundle is not recorded as read: its good Bundles are stored, and a
+        // corrected copy dropped again is read again (what was stored is then unchanged).
+        let file = problems.is_empty().then(|| IngestedFile {
+            content_hash: hash,
+            source: ingestor.source().to_owned(),
+            file_name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        });
+        if problems.is_empty() {
+            pending.push(After::Archive(path.clone()));
+        } else {
+            for p in &problems {
+                batch.reject(&name, p);
+            }
+            pending.push(After::Reject(path.clone(), problems.join("\n")));
+        }
+        if batch.push(outcome, file).await? {
+            settle(landing, &mut pending)?;
+        }
+    }
+    batch.flush(None).await?;
+    settle(landing, &mut pending)?;
+    Ok(batch.finish().await?)
+}
+
+/// Moves the files whose batch is committed (landing folder only).
+fn settle(landing: Option<&FilesConfig>, pending: &mut Vec<After>) -> Result<(), FilesError> {
+    let Some(cfg) = landing else {
+        pending.clear();
+        return Ok(());
+    };
+    for after in pending.drain(..) {
+        match after {
+            After::Archive(path) => {
+                move_into(&path, &cfg.archive())?;
+            }
+            After::Reject(path, reason) => {
+                let target = move_into(&path, &cfg.rejected())?;
+                let mut reason_file = target.into_os_string();
+                reason_file.push(".reason.txt");
+                let reason_file = PathBuf::from(reason_file);
+                std::fs::write(&reason_file, format!("{reason}\n")).map_err(io(&reason_file))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves `path` into `dir`, keeping its name, or adding a number when the name is taken.
+fn move_into(path: &Path, dir: &Path) -> Result<PathBuf, FilesError> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let mut target = dir.join(&name);
+    let mut n = 1;
+    while target.exists() {
+        target = dir.join(format!("{n}-{name}"));
+        n += 1;
+    }
+    std::fs::rename(path, &target).map_err(io(path))?;
+    Ok(target)
+}
