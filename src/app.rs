@@ -23,6 +23,8 @@ use std::process::ExitCode;
 pub const EXIT_OK: u8 = 0;
 /// Exit code when the configuration or a mapping file is invalid.
 pub const EXIT_CONFIG: u8 = 1;
+/// Exit code of `import` when a file or Bundle was rejected (the rest was stored).
+pub const EXIT_REJECTED: u8 = 2;
 /// Exit code of a runtime failure (store unreachable, file unreadable, ...).
 pub const EXIT_FAILURE: u8 = 3;
 
@@ -58,6 +60,26 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = BudgetFormat::Table)]
         format: BudgetFormat,
+    },
+    /// Read files or folders of KL Gateway delivery reports (JSON or XML) into the store and
+    /// print a JSON summary. Exit code 2 when anything was rejected.
+    Import {
+        /// Files and folders (read recursively: `*.json`, `*.xml`).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Read every configured `files` and `fhir_pull` source once (and the roster), storing
+    /// what is new; prints a JSON summary per source. Exit code 2 when anything was rejected.
+    Pull {
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Serve the configured `fhir_push` source (`POST /fhir/Bundle`) until SIGINT or SIGTERM.
+    Receive {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        listen: std::net::SocketAddr,
     },
     /// The computed courses, with kind, group, daily tariff, start, end and end reason.
     Courses {
@@ -113,6 +135,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Courses { until, format } => {
             courses(&loaded, cli.database.as_deref(), until, format).await
         }
+        Command::Import { paths } => import(&loaded, cli.database.as_deref(), &paths).await,
+        Command::Pull { source } => pull(&loaded, cli.database.as_deref(), source.as_deref()).await,
+        Command::Receive { listen } => receive(&loaded, cli.database.as_deref(), listen).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -174,6 +199,176 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Syncs the configured roster file, if any, into the store.
+async fn sync_roster(loaded: &Loaded, store: &Store) -> anyhow::Result<()> {
+    if let Some(path) = &loaded.settings.roster {
+        let summary = crate::sources::roster::sync(
+            store,
+            path,
+            &loaded.settings.pseudonym_key,
+            &loaded.mappings,
+        )
+        .await?;
+        tracing::info!(
+            message = "Roster read.",
+            assignments = summary.assignments,
+            stored = summary.stored
+        );
+    }
+    Ok(())
+}
+
+async fn import(loaded: &Loaded, database: Option<&str>, paths: &[PathBuf]) -> anyhow::Result<u8> {
+    let store = open_store(loaded, database).await?;
+    sync_roster(loaded, &store).await?;
+    let ingestor = crate::sources::ingest::Ingestor::new(
+        store,
+        loaded.settings.pseudonym_key.clone(),
+        loaded.settings.time_zone,
+        std::sync::Arc::new(loaded.mappings.clone()),
+        crate::sources::ingest::IMPORT_SOURCE,
+    );
+    let summary = crate::sources::files::import(&ingestor, paths).await?;
+    tracing::info!(
+        message = "Import done.",
+        bundles = summary.bundles,
+        stored = summary.stored,
+        rejected = summary.rejected.len()
+    );
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &summary)?;
+    writeln!(out)?;
+    Ok(if summary.rejected.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_REJECTED
+    })
+}
+
+fn ingestor(loaded: &Loaded, store: &Store, source: &str) -> crate::sources::ingest::Ingestor {
+    crate::sources::ingest::Ingestor::new(
+        store.clone(),
+        loaded.settings.pseudonym_key.clone(),
+        loaded.settings.time_zone,
+        std::sync::Arc::new(loaded.mappings.clone()),
+        source,
+    )
+}
+
+/// One source's outcome in the `pull` summary.
+#[derive(Debug, Serialize)]
+struct SourceRun {
+    source: String,
+    #[serde(flatten)]
+    summary: crate::sources::ingest::ImportSummary,
+}
+
+async fn pull(loaded: &Loaded, database: Option<&str>, only: Option<&str>) -> anyhow::Result<u8> {
+    use crate::config::SourceKind;
+    if let Some(name) = only {
+        anyhow::ensure!(
+            loaded.settings.sources.iter().any(|s| s.name == name),
+            "no source named `{name}` in {}",
+            loaded.settings.config_file.display()
+        );
+    }
+    let store = open_store(loaded, database).await?;
+    sync_roster(loaded, &store).await?;
+    let mut runs = Vec::new();
+    let mut failed = false;
+    for source in &loaded.settings.sources {
+        if only.is_some_and(|n| n != source.name) {
+            continue;
+        }
+        let ingestor = ingestor(loaded, &store, &source.name);
+        let result = match &source.kind {
+            SourceKind::Files(cfg) => crate::sources::files::poll(&ingestor, cfg)
+                .await
+                .map_err(anyhow::Error::from),
+            SourceKind::FhirPull(cfg) => {
+                let client = crate::sources::fhir_pull::FhirPullClient::new(cfg.clone())?;
+                crate::sources::pull::pull(&ingestor, &client)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+            SourceKind::FhirPush(_) => continue,
+        };
+        match result {
+            Ok(summary) => runs.push(SourceRun {
+                source: source.name.clone(),
+                summary,
+            }),
+            Err(e) => {
+                // One source failing does not stop the others; what it stored stays.
+                tracing::error!(message = "Source failed.", source = %source.name, error = %e);
+                eprintln!("error: source {}: {e:#}", source.name);
+                failed = true;
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &runs)?;
+    writeln!(out)?;
+    Ok(if failed {
+        EXIT_FAILURE
+    } else if runs.iter().any(|r| !r.summary.rejected.is_empty()) {
+        EXIT_REJECTED
+    } else {
+        EXIT_OK
+    })
+}
+
+async fn receive(
+    loaded: &Loaded,
+    database: Option<&str>,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<u8> {
+    use crate::config::SourceKind;
+    let Some((name, cfg)) = loaded.settings.sources.iter().find_map(|s| match &s.kind {
+        SourceKind::FhirPush(cfg) => Some((s.name.as_str(), cfg.clone())),
+        _ => None,
+    }) else {
+        anyhow::bail!(
+            "no fhir_push source in {}",
+            loaded.settings.config_file.display()
+        );
+    };
+    let store = open_store(loaded, database).await?;
+    let app = crate::sources::fhir_push::router(ingestor(loaded, &store, name), cfg);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(message = "Receiving.", address = %listener.local_addr()?, source = name);
+    eprintln!("receiving on http://{}/fhir/Bundle", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    store.close().await;
+    Ok(EXIT_OK)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
 /// Every citizen's resolved history, from the store.
 async fn histories(store: &Store) -> anyhow::Result<Vec<CitizenHistory>> {
     let grouped = store.all_versions().await?;
@@ -201,7 +396,7 @@ fn compute_all(
 
 fn report_findings(findings: &[Finding]) {
     for f in findings {
-        tracing::warn!(message = "Data-quality finding.", finding = %f);
+        tracing::debug!(message = "Data-quality finding.", finding = %f);
         eprintln!("finding: {f}");
     }
 }

@@ -77,6 +77,31 @@ pub struct Settings {
     pub mappings_dir: PathBuf,
     /// Logging.
     pub log: LogSettings,
+    /// The team roster file, if the municipality keeps one (resolved against the
+    /// configuration file's folder).
+    pub roster: Option<PathBuf>,
+    /// The configured sources, in file order.
+    pub sources: Vec<SourceSettings>,
+}
+
+/// A configured source.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// Unique name: cursors and read files are kept under it.
+    pub name: String,
+    /// What kind of source, with its settings.
+    pub kind: SourceKind,
+}
+
+/// The kinds of source.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// A landing folder of delivery-report files.
+    Files(crate::sources::files::FilesConfig),
+    /// A FHIR server searched for changed Bundles.
+    FhirPull(crate::sources::fhir_pull::PullConfig),
+    /// An endpoint care systems post Bundles to.
+    FhirPush(crate::sources::fhir_push::PushConfig),
 }
 
 /// Logging settings.
@@ -224,6 +249,47 @@ struct RawConfig {
     /// `[log]` (default: all defaults).
     #[serde(default)]
     log: RawLog,
+    /// `[teams]` (default: no roster).
+    #[serde(default)]
+    teams: RawTeams,
+    /// `[[source]]`: read one by one from the document, for their lines.
+    #[serde(default, rename = "source")]
+    _source: Vec<serde::de::IgnoredAny>,
+}
+
+/// `[teams]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTeams {
+    /// A team roster CSV file, relative to the configuration file (default none).
+    roster: Option<Spanned<String>>,
+}
+
+/// One `[[source]]`: a name, where its secret comes from, and exactly one kind table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    /// Unique name; cursors and read files are kept under it.
+    name: Spanned<String>,
+    /// The file holding the source's secret (fhir-pull: the OAuth2 client secret; fhir-push:
+    /// the bearer token), relative to the configuration file.
+    secret_file: Option<Spanned<String>>,
+    /// The environment variable holding the source's secret.
+    secret_env: Option<Spanned<String>>,
+    /// `[source.files]`: a landing folder.
+    files: Option<crate::sources::files::FilesConfig>,
+    /// `[source.fhir_pull]`: a FHIR server to search.
+    fhir_pull: Option<crate::sources::fhir_pull::PullConfig>,
+    /// `[source.fhir_push]`: an endpoint care systems post Bundles to.
+    fhir_push: Option<RawPush>,
+}
+
+/// `[source.fhir_push]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPush {
+    /// Largest accepted body in bytes (default 20 MiB).
+    max_body_bytes: Option<usize>,
 }
 
 /// `[store]`.
@@ -333,6 +399,8 @@ struct Layers {
     mappings_dir: Option<Sourced<String>>,
     log_format: Option<Sourced<String>>,
     log_level: Option<Sourced<String>>,
+    roster: Option<Sourced<String>>,
+    sources: Vec<(Origin, RawSource)>,
     /// Line of `[pseudonym]` (or 1), for "no key" diagnostics.
     pseudonym_origin: Option<Origin>,
 }
@@ -388,6 +456,21 @@ fn read_file_layer(src: &Source, diags: &mut Vec<Diagnostic>) -> (Layers, bool) 
         mappings_dir: raw.mappings.dir.map(sourced),
         log_format: raw.log.format.map(sourced),
         log_level: raw.log.level.map(sourced),
+        roster: raw.teams.roster.map(sourced),
+        sources: root
+            .get_ref()
+            .iter()
+            .filter(|(k, _)| k.get_ref() == "source")
+            .filter_map(|(_, v)| match v.get_ref() {
+                toml::de::DeValue::Array(items) => Some(items.iter()),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|item| {
+                let raw = crate::mapping::load::de_value::<RawSource>(src, item, &mut *diags)?;
+                Some((at(item.span()), raw))
+            })
+            .collect(),
         pseudonym_origin: Some(at(pseudonym_line)),
     };
     (layers, true)
@@ -612,7 +695,17 @@ fn build_settings(
     if diags.len() != before {
         return None;
     }
+    let roster = layers
+        .roster
+        .as_ref()
+        .map(|r| resolve(config_dir, &r.value));
+    let sources = build_sources(config_dir, layers.sources, diags);
+    if diags.len() > before {
+        return None;
+    }
     Some(Settings {
+        roster,
+        sources,
         config_file: path.to_path_buf(),
         time_zone: time_zone?,
         database_url,
@@ -632,6 +725,125 @@ impl fmt::Display for LogFormat {
             LogFormat::Json => "json",
         })
     }
+}
+
+/// Validates the `[[source]]` tables: unique names, exactly one kind each, secrets present where
+/// a kind needs one, folders resolved against the configuration file.
+fn build_sources(
+    config_dir: &Path,
+    raw: Vec<(Origin, RawSource)>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<SourceSettings> {
+    use crate::sources::fhir_push::PushConfig;
+    use secrecy::ExposeSecret;
+    let mut out: Vec<SourceSettings> = Vec::new();
+    for (origin, source) in raw {
+        let name = source.name.get_ref().trim().to_owned();
+        let valid_name = !name.is_empty()
+            && name.len() <= 40
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid_name {
+            diags.push(origin.diag(format!(
+                "source name `{name}` must be 1-40 characters of a-z, 0-9, - and _"
+            )));
+            continue;
+        }
+        if name == crate::sources::ingest::IMPORT_SOURCE || name == crate::sources::roster::SOURCE {
+            diags.push(origin.diag(format!("source name `{name}` is reserved")));
+            continue;
+        }
+        if out.iter().any(|s| s.name == name) {
+            diags.push(origin.diag(format!("source name `{name}` is used twice")));
+            continue;
+        }
+        let secret = match (&source.secret_file, &source.secret_env) {
+            (Some(_), Some(_)) => {
+                diags.push(origin.diag(format!(
+                    "source `{name}`: give secret_file or secret_env, not both"
+                )));
+                continue;
+            }
+            (Some(file), None) => {
+                let path = config_dir.join(file.get_ref());
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Some(SecretString::from(text.trim().to_owned())),
+                    Err(e) => {
+                        diags.push(origin.diag(format!(
+                            "source `{name}`: cannot read secret_file {}: {e}",
+                            path.display()
+                        )));
+                        continue;
+                    }
+                }
+            }
+            (None, Some(var)) => match std::env::var(var.get_ref()) {
+                Ok(v) if !v.is_empty() => Some(SecretString::from(v)),
+                _ => {
+                    diags.push(origin.diag(format!(
+                        "source `{name}`: the environment variable {} named by secret_env is not set",
+                        var.get_ref()
+                    )));
+                    continue;
+                }
+            },
+            (None, None) => None,
+        };
+        let kinds = usize::from(source.files.is_some())
+            + usize::from(source.fhir_pull.is_some())
+            + usize::from(source.fhir_push.is_some());
+        if kinds != 1 {
+            diags.push(origin.diag(format!(
+                "source `{name}` must have exactly one of [source.files], [source.fhir_pull] and \
+                 [source.fhir_push]; it has {kinds}"
+            )));
+            continue;
+        }
+        let kind = if let Some(mut files) = source.files {
+            files.dir = config_dir.join(&files.dir);
+            files.archive_dir = files.archive_dir.map(|d| config_dir.join(d));
+            files.rejected_dir = files.rejected_dir.map(|d| config_dir.join(d));
+            SourceKind::Files(files)
+        } else if let Some(mut pull) = source.fhir_pull {
+            if secret.is_some() {
+                pull.client_secret = secret;
+            }
+            if pull.token_url.is_some() && pull.client_secret.is_none() {
+                diags.push(origin.diag(format!(
+                    "source `{name}`: a token_url needs a client secret (secret_file or secret_env)"
+                )));
+                continue;
+            }
+            SourceKind::FhirPull(pull)
+        } else {
+            let push = source.fhir_push.expect("exactly one kind");
+            let Some(token) = secret.filter(|t| t.expose_secret().len() >= 16) else {
+                diags.push(origin.diag(format!(
+                    "source `{name}`: a fhir_push source needs a bearer token of at least 16 \
+                     characters (secret_file or secret_env)"
+                )));
+                continue;
+            };
+            let mut cfg = PushConfig::new(token);
+            if let Some(max) = push.max_body_bytes {
+                cfg.max_body_bytes = max;
+            }
+            SourceKind::FhirPush(cfg)
+        };
+        if matches!(kind, SourceKind::FhirPush(_))
+            && out
+                .iter()
+                .any(|s| matches!(s.kind, SourceKind::FhirPush(_)))
+        {
+            diags.push(origin.diag(format!(
+                "source `{name}`: only one fhir_push source can be configured (they share POST /fhir/Bundle)"
+            )));
+            continue;
+        }
+        out.push(SourceSettings { name, kind });
+    }
+    out
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@
 
 pub mod fhir_pull;
 pub mod fhir_push;
-pub mod ingest;
 pub mod files;
+pub mod ingest;
 pub mod klgateway;
+pub mod pull;
 pub mod roster;
 
 use std::fmt;

@@ -216,7 +216,11 @@ fn settle(landing: Option<&FilesConfig>, pending: &mut Vec<After>) -> Result<(),
 
 /// Moves `path` into `dir`, keeping its name, or adding a number when the name is taken.
 fn move_into(path: &Path, dir: &Path) -> Result<PathBuf, FilesError> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let mut target = dir.join(&name);
     let mut n = 1;
     while target.exists() {

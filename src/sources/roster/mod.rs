@@ -44,7 +44,10 @@ pub fn read(
         line,
         message,
     };
-    let mut reader = match csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path) {
+    let mut reader = match csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+    {
         Ok(r) => r,
         Err(e) => return Err(vec![err(0, format!("cannot read the roster: {e}"))]),
     };
@@ -77,7 +80,10 @@ pub fn read(
         };
         let line = record.position().map_or(0, |p| p.line());
         if record.len() != 4 {
-            errors.push(err(line, format!("expected 4 fields, found {}", record.len())));
+            errors.push(err(
+                line,
+                format!("expected 4 fields, found {}", record.len()),
+            ));
             continue;
         }
         let citizen = match parse_citizen(&record[0], key) {
@@ -90,7 +96,10 @@ pub fn read(
         let team = match TeamId::parse(&record[1]) {
             Ok(t) if mappings.team(&t).is_some() => t,
             Ok(t) => {
-                errors.push(err(line, format!("unknown team `{t}` (not in the team mappings)")));
+                errors.push(err(
+                    line,
+                    format!("unknown team `{t}` (not in the team mappings)"),
+                ));
                 continue;
             }
             Err(e) => {
@@ -101,7 +110,10 @@ pub fn read(
         let from = match record[2].parse::<NaiveDate>() {
             Ok(d) => d,
             Err(_) => {
-                errors.push(err(line, format!("`from` is not a date (YYYY-MM-DD): `{}`", &record[2])));
+                errors.push(err(
+                    line,
+                    format!("`from` is not a date (YYYY-MM-DD): `{}`", &record[2]),
+                ));
                 continue;
             }
         };
@@ -120,7 +132,11 @@ pub fn read(
             Err(e) => errors.push(err(line, e.to_string())),
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// A CPR number (pseudonymised here) or a pseudonym. The message never quotes the field.
