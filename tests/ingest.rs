@@ -299,6 +299,43 @@ async fn a_roster_assigns_teams_by_cpr_and_withdraws_lines_that_disappear() {
     assert_eq!(h.assignments.len(), 1);
     assert_eq!(h.assignments[0].to, None);
 
+    // A citizen received from the care system can be named by the Patient id.
+    let patient_store = ing.store();
+    let report = std::fs::read(testdata().join("DeliveryReport-PeterOlsen-new-1.json")).unwrap();
+    let mut batch = ing.batch();
+    let outcome = ing.read(
+        &report,
+        progression_gateway::sources::Format::Json,
+        "t",
+        &mut batch,
+    );
+    let patient_id = outcome
+        .versions
+        .iter()
+        .find_map(|v| match &v.record {
+            progression_gateway::model::Record::Citizen(c) => {
+                Some((c.patient_id.clone().unwrap(), c.citizen.clone()))
+            }
+            _ => None,
+        })
+        .unwrap();
+    batch.push(outcome, None).await.unwrap();
+    batch.finish().await.unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "citizen,team,from,to\n0101501234,nord,2027-01-01,\n{},syd,2027-02-01,\n",
+            patient_id.0
+        ),
+    )
+    .unwrap();
+    roster::sync(patient_store, &path, &l.settings.pseudonym_key, &l.mappings)
+        .await
+        .unwrap();
+    let h = resolve_history(&ing.store().versions(&patient_id.1).await.unwrap());
+    assert_eq!(h.assignments.len(), 1);
+    assert_eq!(h.assignments[0].team, TeamId::parse("syd").unwrap());
+
     // A bad roster names file and line, never the CPR, and stores nothing.
     std::fs::write(
         &path,

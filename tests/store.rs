@@ -219,6 +219,8 @@ fn one_of_each_kind(c: &Pseudonym) -> Vec<Versioned> {
             "2027-01-01T08:00:00Z",
             Record::Citizen(CitizenRecord {
                 citizen: c.clone(),
+                patient_id: None,
+                reported_on: None,
                 custodian_sor: Some("123456789012345".into()),
                 deceased: false,
                 active: true,

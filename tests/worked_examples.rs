@@ -552,3 +552,25 @@ fn shipped_example_configuration_holds_the_worked_example_tables() {
     }
     let _ = YearMonth::of(d("2027-01-01"));
 }
+
+#[test]
+fn a_new_custodian_pays_the_new_team_from_the_day_it_is_reported() {
+    let m = worked_example_mappings();
+    let mut h = HistoryBuilder::new(23)
+        .grant(PERSONAL_CARE, "2027-01-01", None)
+        .levels(&[1], "2026-12-01")
+        .build();
+    h.custodians = vec![
+        (Some(d("2026-12-10")), Some("123456789012345".into())),
+        (Some(d("2027-01-16")), Some("543210987654321".into())),
+    ];
+    let money = monthly(&h, &m, Track::Care, "2027-01-01", "2027-01-31");
+    assert_eq!(amount(&money, "nord", "2027-01"), "1425.00"); // 15 x 95
+    assert_eq!(amount(&money, "syd", "2027-01"), "1520.00"); // 16 x 95
+    // Before the first report, the first reported custodian applies.
+    let mut early = h.clone();
+    early.custodians.remove(1);
+    early.custodians[0].0 = Some(d("2027-01-20"));
+    let money = monthly(&early, &m, Track::Care, "2027-01-01", "2027-01-31");
+    assert_eq!(amount(&money, "nord", "2027-01"), "2945.00");
+}

@@ -158,6 +158,9 @@ pub struct CitizenHistory {
     pub follow_ups: Vec<FollowUp>,
     /// Team assignments from rosters.
     pub assignments: Vec<TeamAssignment>,
+    /// The custodian SOR code by the local date it was reported on, earliest first (`None`
+    /// date: known without a date, applies from the start).
+    pub custodians: Vec<(Option<chrono::NaiveDate>, Option<String>)>,
 }
 
 /// Resolves a citizen's stored versions into the history the model computes from.
@@ -212,6 +215,11 @@ pub fn resolve_history(versions: &[Versioned]) -> CitizenHistory {
                     profile_at = Some(v.version_at);
                     h.profile = Some(r.clone());
                 }
+                for w in all.iter().filter(|w| !w.withdrawn) {
+                    if let Record::Citizen(c) = &w.record {
+                        h.custodians.push((c.reported_on, c.custodian_sor.clone()));
+                    }
+                }
             }
             Record::Grant(r) => h.grants.push(r.clone()),
             Record::Visit(r) => h.visits.push(r.clone()),
@@ -244,6 +252,8 @@ pub fn resolve_history(versions: &[Versioned]) -> CitizenHistory {
     h.grants
         .sort_by(|a, b| (a.start, &a.source_id).cmp(&(b.start, &b.source_id)));
     h.terminations.sort_by_key(|t| t.on);
+    h.custodians.sort();
+    h.custodians.dedup();
     h.assignments.sort_by_key(|a| a.from);
     h.goals
         .sort_by(|a, b| (a.set_on, &a.source_id).cmp(&(b.set_on, &b.source_id)));
@@ -346,6 +356,8 @@ mod tests {
         let profile = |active| {
             Record::Citizen(CitizenRecord {
                 citizen: who(),
+                patient_id: None,
+                reported_on: None,
                 custodian_sor: None,
                 deceased: false,
                 active,

@@ -205,7 +205,8 @@ impl fmt::Display for Finding {
 }
 
 /// The team a citizen is assigned to on `day`: the roster assignment covering the day that
-/// started last, else the team of the citizen's custodian SOR code.
+/// started last, else the team of the custodian SOR code reported last on or before the day
+/// (before the first report, the first reported custodian).
 pub fn team_on(history: &CitizenHistory, mappings: &Mappings, day: NaiveDate) -> Option<TeamId> {
     history
         .assignments
@@ -214,7 +215,14 @@ pub fn team_on(history: &CitizenHistory, mappings: &Mappings, day: NaiveDate) ->
         .max_by_key(|a| a.from)
         .map(|a| a.team.clone())
         .or_else(|| {
-            let sor = history.profile.as_ref()?.custodian_sor.as_deref()?;
+            let custodians = &history.custodians;
+            let sor = custodians
+                .iter()
+                .rev()
+                .find(|(on, _)| on.is_none_or(|on| on <= day))
+                .or_else(|| custodians.first())
+                .map(|(_, sor)| sor.as_deref())
+                .or_else(|| Some(history.profile.as_ref()?.custodian_sor.as_deref()))??;
             mappings.team_for_sor(sor).map(|t| t.id.clone())
         })
 }

@@ -346,6 +346,8 @@ impl HistoryBuilder {
     pub fn custodian(mut self, sor: &str) -> Self {
         self.h.profile = Some(CitizenRecord {
             citizen: self.who(),
+            patient_id: None,
+            reported_on: None,
             custodian_sor: Some(sor.into()),
             deceased: false,
             active: true,

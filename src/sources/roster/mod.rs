@@ -2,7 +2,8 @@
 //! keeps it outside the care system.
 //!
 //! CSV with the header `citizen,team,from,to`: `citizen` is a CPR number (pseudonymised on
-//! read, never stored) or an already pseudonymised citizen (64 hex characters); `team` a team
+//! read, never stored), the care system's Patient id of a citizen already received, or an
+//! already pseudonymised citizen (64 hex characters); `team` a team
 //! id of `mappings/teams.toml`; `from` and `to` local dates (`to` empty while it lasts).
 //! The roster is a whole: each read replaces the previous one, and an assignment no longer in
 //! the file is withdrawn.
@@ -11,7 +12,7 @@ use crate::domain::{Cpr, Pseudonym, PseudonymKey, TeamAssignment, TeamId};
 use crate::mapping::Mappings;
 use crate::model::{Record, RecordKind, Versioned};
 use chrono::{DateTime, NaiveDate, Utc};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 /// The source name roster assignments are stored under.
@@ -33,10 +34,12 @@ pub struct RosterError {
 }
 
 /// Reads a roster file. Every problem is reported; an empty result means a valid, empty roster.
+/// `patients` maps the care system's Patient ids to pseudonyms (from the stored citizens).
 pub fn read(
     path: &Path,
     key: &PseudonymKey,
     mappings: &Mappings,
+    patients: &HashMap<String, Pseudonym>,
 ) -> Result<Vec<TeamAssignment>, Vec<RosterError>> {
     let file = path.display().to_string();
     let err = |line: u64, message: String| RosterError {
@@ -86,7 +89,7 @@ pub fn read(
             ));
             continue;
         }
-        let citizen = match parse_citizen(&record[0], key) {
+        let citizen = match parse_citizen(&record[0], key, patients) {
             Ok(c) => c,
             Err(m) => {
                 errors.push(err(line, m));
@@ -139,14 +142,44 @@ pub fn read(
     }
 }
 
-/// A CPR number (pseudonymised here) or a pseudonym. The message never quotes the field.
-fn parse_citizen(field: &str, key: &PseudonymKey) -> Result<Pseudonym, String> {
-    if field.len() == 64 {
-        return Pseudonym::parse(field).map_err(|e| e.to_string());
+/// A CPR number (pseudonymised here), a pseudonym or a known Patient id. The message never
+/// quotes a field that looks like a CPR number.
+fn parse_citizen(
+    field: &str,
+    key: &PseudonymKey,
+    patients: &HashMap<String, Pseudonym>,
+) -> Result<Pseudonym, String> {
+    if let Some(p) = patients.get(field) {
+        return Ok(p.clone());
     }
-    Cpr::parse(field)
-        .map(|cpr| key.citizen(&cpr))
-        .map_err(|e| format!("`citizen` is neither a valid CPR number nor a pseudonym: {e}"))
+    if let Ok(p) = Pseudonym::parse(field) {
+        return Ok(p);
+    }
+    let cpr_like = field.bytes().filter(u8::is_ascii_digit).count() >= 6
+        && field.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+    if cpr_like {
+        return Cpr::parse(field)
+            .map(|cpr| key.citizen(&cpr))
+            .map_err(|e| format!("`citizen` is not a valid CPR number: {e}"));
+    }
+    Err(format!(
+        "`citizen` `{field}` is neither a CPR number, a pseudonym nor the Patient id of a citizen received so far"
+    ))
+}
+
+/// The care system's Patient ids of the stored citizens.
+pub fn patients(all: &[(Pseudonym, Vec<Versioned>)]) -> HashMap<String, Pseudonym> {
+    all.iter()
+        .flat_map(|(who, versions)| {
+            versions.iter().filter_map(move |v| match &v.record {
+                Record::Citizen(c) => c
+                    .patient_id
+                    .as_ref()
+                    .map(|id| (id.to_string(), who.clone())),
+                _ => None,
+            })
+        })
+        .collect()
 }
 
 /// The versions that make the store's roster equal to `assignments`: each assignment as a
@@ -224,7 +257,8 @@ pub async fn sync(
     key: &PseudonymKey,
     mappings: &Mappings,
 ) -> Result<RosterSummary, SyncError> {
-    let assignments = read(path, key, mappings).map_err(SyncError::Invalid)?;
+    let all = store.all_versions().await?;
+    let assignments = read(path, key, mappings, &patients(&all)).map_err(SyncError::Invalid)?;
     let modified = std::fs::metadata(path)
         .and_then(|m| m.modified())
         .map(DateTime::<Utc>::from)
@@ -235,7 +269,7 @@ pub async fn sync(
                 message: format!("cannot read the modification time: {e}"),
             }])
         })?;
-    let stored = current(&store.all_versions().await?);
+    let stored = current(&all);
     let batch = versions(&assignments, &stored, modified);
     let put = store.put_batch(&batch, None).await?;
     Ok(RosterSummary {
