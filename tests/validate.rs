@@ -547,3 +547,126 @@ fn the_binary_reports_a_broken_copy_and_exits_1() {
     );
     assert!(!stderr.contains("demo-only-pseudonym-key"), "{stderr}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sources
+// ---------------------------------------------------------------------------------------------
+
+const SOURCES: &str = r#"
+[[source]]
+name = "landing"
+[source.files]
+dir = "../landing"
+
+[[source]]
+name = "care-fhir"
+secret_file = "pull.secret"
+[source.fhir_pull]
+base_url = "http://127.0.0.1:9/fhir"
+token_url = "http://127.0.0.1:9/oauth/token"
+client_id = "gateway"
+
+[[source]]
+name = "care-push"
+secret_file = "push.token"
+[source.fhir_push]
+"#;
+
+#[test]
+fn sources_load_with_their_secrets_from_files() {
+    use progression_gateway::config::SourceKind;
+    use secrecy::ExposeSecret;
+    let copy = Copy::new();
+    copy.append("config/example.toml", SOURCES);
+    fs::write(copy.file("config/pull.secret"), "pull-secret-value\n").unwrap();
+    fs::write(
+        copy.file("config/push.token"),
+        "push-token-of-enough-length",
+    )
+    .unwrap();
+    let loaded = must_load(&copy.config());
+    let names: Vec<&str> = loaded
+        .settings
+        .sources
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, ["landing", "care-fhir", "care-push"]);
+    match &loaded.settings.sources[0].kind {
+        SourceKind::Files(f) => assert!(f.dir.ends_with("config/../landing")),
+        other => panic!("{other:?}"),
+    }
+    match &loaded.settings.sources[1].kind {
+        SourceKind::FhirPull(p) => assert_eq!(
+            p.client_secret
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned())
+                .as_deref(),
+            Some("pull-secret-value")
+        ),
+        other => panic!("{other:?}"),
+    }
+    let debug = format!("{:?}", loaded.settings);
+    assert!(
+        !debug.contains("pull-secret-value") && !debug.contains("push-token-of"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn a_misspelt_source_key_names_its_line() {
+    let copy = Copy::new();
+    copy.append("config/example.toml", SOURCES);
+    fs::write(copy.file("config/pull.secret"), "x").unwrap();
+    fs::write(
+        copy.file("config/push.token"),
+        "push-token-of-enough-length",
+    )
+    .unwrap();
+    copy.replace(
+        "config/example.toml",
+        "client_id = \"gateway\"",
+        "client_idd = \"gateway\"",
+    );
+    let line = copy.line_of("config/example.toml", "client_idd");
+    copy.expect("config/example.toml", line, "client_idd");
+}
+
+#[test]
+fn duplicate_names_two_kinds_and_missing_secrets_are_named() {
+    let copy = Copy::new();
+    copy.append(
+        "config/example.toml",
+        r#"
+[[source]]
+name = "a"
+[source.files]
+dir = "x"
+
+[[source]]
+name = "a"
+[source.files]
+dir = "y"
+
+[[source]]
+name = "both"
+[source.files]
+dir = "z"
+[source.fhir_push]
+
+[[source]]
+name = "push-without-token"
+[source.fhir_push]
+"#,
+    );
+    let shown = copy.errors();
+    assert!(shown.contains("source name `a` is used twice"), "{shown}");
+    assert!(
+        shown.contains("source `both` must have exactly one of"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("source `push-without-token`: a fhir_push source needs a bearer token"),
+        "{shown}"
+    );
+}
