@@ -81,6 +81,31 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8088")]
         listen: std::net::SocketAddr,
     },
+    /// Write a simulated municipality's delivery reports as files (for trying the gateway,
+    /// and for benchmarks). Deterministic from the seed; citizens use the teams' SOR codes.
+    Simulate {
+        /// The folder to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of citizens.
+        #[arg(long, default_value_t = 300)]
+        citizens: usize,
+        /// Days of history.
+        #[arg(long, default_value_t = 120)]
+        days: u32,
+        /// First day of the history.
+        #[arg(long, default_value = "2027-01-01")]
+        start: NaiveDate,
+        /// Seed of the simulation.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write at most this many Bundles (the earliest reported).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// File format.
+        #[arg(long, value_enum, default_value_t = FileFormat::Json)]
+        format: FileFormat,
+    },
     /// The computed courses, with kind, group, daily tariff, start, end and end reason.
     Courses {
         /// Compute courses starting up to this day; default: the latest day in the stored data.
@@ -101,6 +126,15 @@ pub enum BudgetFormat {
     Json,
     /// CSV with a header line.
     Csv,
+}
+
+/// File formats of `simulate`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FileFormat {
+    /// FHIR JSON.
+    Json,
+    /// FHIR XML.
+    Xml,
 }
 
 /// Output formats of `courses`.
@@ -135,6 +169,15 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Courses { until, format } => {
             courses(&loaded, cli.database.as_deref(), until, format).await
         }
+        Command::Simulate {
+            out,
+            citizens,
+            days,
+            start,
+            seed,
+            limit,
+            format,
+        } => simulate(&loaded, &out, citizens, days, start, seed, limit, format),
         Command::Import { paths } => import(&loaded, cli.database.as_deref(), &paths).await,
         Command::Pull { source } => pull(&loaded, cli.database.as_deref(), source.as_deref()).await,
         Command::Receive { listen } => receive(&loaded, cli.database.as_deref(), listen).await,
@@ -243,6 +286,52 @@ async fn import(loaded: &Loaded, database: Option<&str>, paths: &[PathBuf]) -> a
     } else {
         EXIT_REJECTED
     })
+}
+
+#[allow(clippy::too_many_arguments)] // one argument per command-line option
+fn simulate(
+    loaded: &Loaded,
+    out: &std::path::Path,
+    citizens: usize,
+    days: u32,
+    start: NaiveDate,
+    seed: u64,
+    limit: Option<usize>,
+    format: FileFormat,
+) -> anyhow::Result<u8> {
+    use crate::sim::care::{SimConfig, generate, write_files};
+    let sor_codes: Vec<String> = loaded
+        .mappings
+        .teams
+        .iter()
+        .flat_map(|t| t.sor_codes.iter().cloned())
+        .collect();
+    anyhow::ensure!(
+        !sor_codes.is_empty(),
+        "the team mappings have no SOR codes to simulate"
+    );
+    let mut m = generate(&SimConfig {
+        seed,
+        citizens,
+        start,
+        days,
+        sor_codes,
+        time_zone: loaded.settings.time_zone,
+    });
+    if let Some(limit) = limit {
+        m.bundles.truncate(limit);
+    }
+    let format = match format {
+        FileFormat::Json => crate::sources::Format::Json,
+        FileFormat::Xml => crate::sources::Format::Xml,
+    };
+    let n = write_files(&m, out, format)
+        .with_context(|| format!("cannot write into {}", out.display()))?;
+    eprintln!(
+        "wrote {n} delivery reports of {citizens} citizens to {}",
+        out.display()
+    );
+    Ok(EXIT_OK)
 }
 
 fn ingestor(loaded: &Loaded, store: &Store, source: &str) -> crate::sources::ingest::Ingestor {

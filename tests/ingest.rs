@@ -86,7 +86,10 @@ async fn import_reads_every_testdata_file_and_a_second_import_changes_nothing() 
     let store = Store::connect(&url).await.unwrap();
     let before = stored(&store).await;
     assert_eq!(first["stored"].as_u64().unwrap(), before.len() as u64);
-    assert!(first["unchanged"].as_u64().unwrap() > 0, "the XML twins repeat the JSON records");
+    assert!(
+        first["unchanged"].as_u64().unwrap() > 0,
+        "the XML twins repeat the JSON records"
+    );
     let (code, second) = run_import(&url, &[&testdata()]);
     assert_eq!(code, 0);
     assert_eq!(second["stored"], 0);
