@@ -15,5 +15,6 @@ pub mod domain;
 pub mod mapping;
 pub mod model;
 pub mod sim;
+pub mod sinks;
 pub mod sources;
 pub mod store;

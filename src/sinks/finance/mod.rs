@@ -1,0 +1,6 @@
+//! Vouchers to the finance system: built from the model's nightly deltas, stored in an outbox
+//! before anything is sent, written as KMD Opus XML or CSV, delivered by folder, SFTP or HTTP.
+
+pub mod voucher;
+
+pub use voucher::{DebitCredit, Voucher, VoucherLine, VoucherNumber, VoucherState};

@@ -1,0 +1,7 @@
+//! Sinks: what the gateway delivers to systems it does not control.
+//!
+//! - [`finance`]: balanced vouchers to the finance system (KMD Opus XML, CSV), with an outbox.
+//! - [`decisions`]: tariff decisions back to the care system as FHIR `ChargeItem`s.
+
+pub mod decisions;
+pub mod finance;
