@@ -15,8 +15,12 @@ use progression_gateway::domain::{
     GrantStatus, Pseudonym, PseudonymKey, SourceId, TeamAssignment, TeamId, Termination,
     TerminationReason, Track, Visit,
 };
+use progression_gateway::model::YearMonth;
 use progression_gateway::model::{
     Course, CourseId, DailyTariff, EndReason, Record, Versioned, resolve_history,
+};
+use progression_gateway::sinks::finance::{
+    DebitCredit, Voucher, VoucherLine, VoucherNumber, VoucherState,
 };
 use progression_gateway::store::{Backend, IngestedFile, PutSummary, Store, StoreError};
 use rust_decimal::Decimal;
@@ -595,6 +599,119 @@ async fn a_withdrawn_version_removes_the_record(store: Store) {
     let h = resolve_history(&stored);
     let ids: Vec<&str> = h.grants.iter().map(|g| g.source_id.as_str()).collect();
     assert_eq!(ids, ["grant-kept"]);
+}
+
+fn voucher(number: VoucherNumber, team: &str, amount: &str) -> Voucher {
+    let amount: Decimal = amount.parse().unwrap();
+    let line = |line_no, side, amount: Decimal, cc: &str| VoucherLine {
+        line_no,
+        side,
+        amount,
+        gl_account: "53026000".into(),
+        cost_centre: progression_gateway::domain::CostCentre::parse(cc).unwrap(),
+        text: format!("Takst {team} care 2027-01"),
+    };
+    Voucher {
+        number,
+        team: team.into(),
+        track: Track::Care,
+        month: YearMonth {
+            year: 2027,
+            month: 1,
+        },
+        amount,
+        document_date: day("2027-01-05"),
+        posting_date: day("2027-01-05"),
+        value_date: day("2027-01-05"),
+        header_text: "Progression 2027-01".into(),
+        lines: vec![
+            line(1, DebitCredit::Debit, amount, "1000"),
+            line(2, DebitCredit::Credit, -amount, "1001"),
+        ],
+    }
+}
+
+store_test!(vouchers_are_numbered_per_year_and_move_through_their_states);
+async fn vouchers_are_numbered_per_year_and_move_through_their_states(store: Store) {
+    let made = store
+        .create_vouchers(2027, |first| {
+            Ok::<_, String>(vec![
+                voucher(VoucherNumber::new(2027, first), "nord", "123.46"),
+                voucher(VoucherNumber::new(2027, first + 1), "syd", "-10.00"),
+            ])
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(made[0].number.0, "PG27000001");
+    let more = store
+        .create_vouchers(2027, |first| {
+            Ok::<_, String>(vec![voucher(
+                VoucherNumber::new(2027, first),
+                "nord",
+                "123.45",
+            )])
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(more[0].number.0, "PG27000003");
+    let other_year = store
+        .create_vouchers(2028, |first| {
+            Ok::<_, String>(vec![voucher(
+                VoucherNumber::new(2028, first),
+                "nord",
+                "1.00",
+            )])
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(other_year[0].number.0, "PG28000001");
+    // A failing build stores nothing.
+    let failed = store
+        .create_vouchers(2027, |_| Err::<Vec<Voucher>, _>("no accounts".to_owned()))
+        .await
+        .unwrap();
+    assert_eq!(failed, Err("no accounts".to_owned()));
+    let all = store.vouchers().await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.iter().all(|v| v.state == VoucherState::Pending));
+    assert_eq!(all[0].voucher, made[0], "a voucher round-trips exactly");
+    store
+        .set_voucher_state(&made[0].number, VoucherState::Sent, None, Some("f.xml"))
+        .await
+        .unwrap();
+    store
+        .set_voucher_state(
+            &made[0].number,
+            VoucherState::Rejected,
+            Some("closed period"),
+            None,
+        )
+        .await
+        .unwrap();
+    let first = &store.vouchers().await.unwrap()[0];
+    assert_eq!(
+        (
+            first.state,
+            first.message.as_deref(),
+            first.file_name.as_deref()
+        ),
+        (VoucherState::Rejected, Some("closed period"), Some("f.xml"))
+    );
+    // Posted totals count every voucher, rejected ones too (never re-sent under a new number).
+    let totals = store.posted_totals().await.unwrap();
+    let nord = &totals[&("nord".to_owned(), "care".to_owned(), "2027-01".to_owned())];
+    assert_eq!(nord.to_string(), "247.91");
+    // Decisions: the hash of the last written ChargeItem per course.
+    assert_eq!(store.decision_hash("course-1").await.unwrap(), None);
+    store.record_decision("course-1", "h1").await.unwrap();
+    store.record_decision("course-1", "h2").await.unwrap();
+    assert_eq!(
+        store.decision_hash("course-1").await.unwrap().as_deref(),
+        Some("h2")
+    );
 }
 
 store_test!(a_file_is_recorded_with_what_it_held);

@@ -107,6 +107,9 @@ macro_rules! with_pool {
     };
 }
 
+mod outbox;
+pub use outbox::OutboxVoucher;
+
 /// The database: SQLite or PostgreSQL. Cheap to clone (a connection pool).
 #[derive(Clone)]
 pub struct Store {

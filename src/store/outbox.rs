@@ -1,0 +1,184 @@
+//! The outbox of vouchers, and the record of the tariff decisions written.
+
+use super::error::db;
+use super::{Pool, Store, StoreError, codec};
+use crate::sinks::finance::{Voucher, VoucherNumber, VoucherState};
+use chrono::Utc;
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+
+/// A voucher in the outbox with its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxVoucher {
+    /// The voucher.
+    pub voucher: Voucher,
+    /// Where it is.
+    pub state: VoucherState,
+    /// The finance system's message (a rejection's reason), if any.
+    pub message: Option<String>,
+    /// The file it was last sent in, if any.
+    pub file_name: Option<String>,
+}
+
+const INSERT_VOUCHER: &str = "INSERT INTO vouchers (number, year, seq, team, track, month, amount, \
+     state, message, file_name, payload, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', NULL, NULL, $8, $9, $9)";
+const MAX_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM vouchers WHERE year = $1";
+const SELECT_VOUCHERS: &str =
+    "SELECT payload, state, message, file_name FROM vouchers ORDER BY year, seq";
+const UPDATE_STATE: &str = "UPDATE vouchers SET state = $2, message = COALESCE($3, message), \
+     file_name = COALESCE($4, file_name), updated_at = $5 WHERE number = $1";
+const SELECT_DECISION: &str = "SELECT content_hash FROM decisions WHERE course_id = $1";
+const UPSERT_DECISION: &str = "INSERT INTO decisions (course_id, content_hash, written_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (course_id) DO UPDATE SET content_hash = $2, written_at = $3";
+
+impl Store {
+    /// Creates the night's vouchers in one transaction: `build` gets the first free sequence
+    /// number of `year` and returns the vouchers numbered from it, which are stored as pending
+    /// before anything is sent. Returns them.
+    pub async fn create_vouchers<E>(
+        &self,
+        year: i32,
+        build: impl FnOnce(u32) -> Result<Vec<Voucher>, E>,
+    ) -> Result<Result<Vec<Voucher>, E>, StoreError> {
+        const OP: &str = "storing new vouchers";
+        let now = codec::instant_text("created_at", Utc::now())?;
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(db(OP))?;
+            let (max,): (i64,) = sqlx::query_as(MAX_SEQ)
+                .bind(i64::from(year))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db(OP))?;
+            let first = u32::try_from(max + 1).map_err(|_| StoreError::Invalid {
+                what: "voucher sequence",
+                reason: format!("{max} is out of range"),
+            })?;
+            let vouchers = match build(first) {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(e)),
+            };
+            for (i, v) in vouchers.iter().enumerate() {
+                let payload = serde_json::to_string(v).map_err(|e| StoreError::Invalid {
+                    what: "voucher",
+                    reason: e.to_string(),
+                })?;
+                sqlx::query(INSERT_VOUCHER)
+                    .bind(v.number.0.as_str())
+                    .bind(i64::from(year))
+                    .bind(i64::from(first) + i as i64)
+                    .bind(v.team.as_str())
+                    .bind(v.track.as_str())
+                    .bind(v.month.to_string())
+                    .bind(v.amount.to_string())
+                    .bind(payload)
+                    .bind(now.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(OP))?;
+            }
+            tx.commit().await.map_err(db(OP))?;
+            Ok(Ok(vouchers))
+        })
+    }
+
+    /// Every voucher in the outbox, oldest first.
+    pub async fn vouchers(&self) -> Result<Vec<OutboxVoucher>, StoreError> {
+        let rows = with_pool!(self, |pool| {
+            sqlx::query_as::<_, (String, String, Option<String>, Option<String>)>(SELECT_VOUCHERS)
+                .fetch_all(pool)
+                .await
+        })
+        .map_err(db("reading the outbox"))?;
+        rows.into_iter()
+            .map(|(payload, state, message, file_name)| {
+                let voucher: Voucher =
+                    serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt {
+                        what: "voucher",
+                        row: "vouchers".into(),
+                        reason: e.to_string(),
+                    })?;
+                let state = VoucherState::parse(&state).ok_or_else(|| StoreError::Corrupt {
+                    what: "voucher state",
+                    row: voucher.number.to_string(),
+                    reason: "unknown state".into(),
+                })?;
+                Ok(OutboxVoucher {
+                    voucher,
+                    state,
+                    message,
+                    file_name,
+                })
+            })
+            .collect()
+    }
+
+    /// Moves a voucher to `state`, keeping its message and file unless new ones are given.
+    pub async fn set_voucher_state(
+        &self,
+        number: &VoucherNumber,
+        state: VoucherState,
+        message: Option<&str>,
+        file_name: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let now = codec::instant_text("updated_at", Utc::now())?;
+        with_pool!(self, |pool| {
+            sqlx::query(UPDATE_STATE)
+                .bind(number.0.as_str())
+                .bind(state.as_str())
+                .bind(message)
+                .bind(file_name)
+                .bind(now.as_str())
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+        .map_err(db("updating a voucher's state"))?;
+        Ok(())
+    }
+
+    /// What was already posted per (team, track, month): the sum of every voucher in the
+    /// outbox whatever its state (a rejected voucher is reported, never re-sent as new).
+    pub async fn posted_totals(
+        &self,
+    ) -> Result<BTreeMap<(String, String, String), Decimal>, StoreError> {
+        let mut out: BTreeMap<(String, String, String), Decimal> = BTreeMap::new();
+        for v in self.vouchers().await? {
+            *out.entry((
+                v.voucher.team.clone(),
+                v.voucher.track.as_str().to_owned(),
+                v.voucher.month.to_string(),
+            ))
+            .or_default() += v.voucher.amount;
+        }
+        Ok(out)
+    }
+
+    /// The hash of the last ChargeItem written for a course.
+    pub async fn decision_hash(&self, course_id: &str) -> Result<Option<String>, StoreError> {
+        let row = with_pool!(self, |pool| {
+            sqlx::query_as::<_, (String,)>(SELECT_DECISION)
+                .bind(course_id)
+                .fetch_optional(pool)
+                .await
+        })
+        .map_err(db("reading a decision"))?;
+        Ok(row.map(|(h,)| h))
+    }
+
+    /// Records that the ChargeItem of a course with this content hash was written.
+    pub async fn record_decision(&self, course_id: &str, hash: &str) -> Result<(), StoreError> {
+        let now = codec::instant_text("written_at", Utc::now())?;
+        with_pool!(self, |pool| {
+            sqlx::query(UPSERT_DECISION)
+                .bind(course_id)
+                .bind(hash)
+                .bind(now.as_str())
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+        .map_err(db("recording a decision"))?;
+        Ok(())
+    }
+}
