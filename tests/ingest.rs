@@ -33,20 +33,6 @@ async fn ingestor(dir: &Path, source: &str) -> (Ingestor, String) {
     (ing, url)
 }
 
-/// Every stored version, as comparable text, in a stable order.
-async fn stored(store: &Store) -> Vec<String> {
-    let mut out: Vec<String> = store
-        .all_versions()
-        .await
-        .unwrap()
-        .into_iter()
-        .flat_map(|(_, vs)| vs)
-        .map(|v| serde_json::to_string(&v).unwrap())
-        .collect();
-    out.sort();
-    out
-}
-
 fn copy(from: &Path, to: &Path) {
     std::fs::copy(from, to).unwrap();
 }
@@ -84,7 +70,7 @@ async fn import_reads_every_testdata_file_and_a_second_import_changes_nothing() 
     assert!(first["assessments"].as_u64().unwrap() > 0);
     // The XML twin of each JSON report gives the same records: half of them are unchanged.
     let store = Store::connect(&url).await.unwrap();
-    let before = stored(&store).await;
+    let before = common::stored_versions(&store).await;
     assert_eq!(first["stored"].as_u64().unwrap(), before.len() as u64);
     assert!(
         first["unchanged"].as_u64().unwrap() > 0,
@@ -94,7 +80,7 @@ async fn import_reads_every_testdata_file_and_a_second_import_changes_nothing() 
     assert_eq!(code, 0);
     assert_eq!(second["stored"], 0);
     assert_eq!(second["files_already_read"], 16);
-    assert_eq!(stored(&store).await, before);
+    assert_eq!(common::stored_versions(&store).await, before);
 }
 
 #[tokio::test]
@@ -138,7 +124,7 @@ async fn import_rejects_a_bad_file_names_it_and_stores_the_others() {
     );
     assert_eq!(summary["bundles"], 2);
     let store = Store::connect(&url).await.unwrap();
-    let all = stored(&store).await;
+    let all = common::stored_versions(&store).await;
     assert!(all.iter().any(|v| v.contains("not-a-known-code")));
 }
 
@@ -172,14 +158,14 @@ async fn the_landing_folder_archives_rejects_and_reads_each_file_once() {
         landing.join("half-written.xml.part").exists(),
         "files being written are left alone"
     );
-    let after_first = stored(ing.store()).await;
+    let after_first = common::stored_versions(ing.store()).await;
 
     // The same content dropped again under another name changes nothing.
     copy(&good, &landing.join("report-again.xml"));
     let second = files::poll(&ing, &cfg).await.unwrap();
     assert_eq!((second.files_already_read, second.stored), (1, 0));
     assert!(landing.join("archive/report-again.xml").exists());
-    assert_eq!(stored(ing.store()).await, after_first);
+    assert_eq!(common::stored_versions(ing.store()).await, after_first);
 }
 
 #[tokio::test]
@@ -199,7 +185,7 @@ async fn a_crash_between_storing_and_archiving_loses_and_duplicates_nothing() {
     files::import(&ing, std::slice::from_ref(&landing.join("r.json")))
         .await
         .unwrap();
-    let stored_once = stored(ing.store()).await;
+    let stored_once = common::stored_versions(ing.store()).await;
     assert!(landing.join("r.json").exists());
     // The next poll sees the content is read, archives it and stores nothing twice.
     let summary = files::poll(&ing, &cfg).await.unwrap();
@@ -208,7 +194,7 @@ async fn a_crash_between_storing_and_archiving_loses_and_duplicates_nothing() {
         (1, 0, 0)
     );
     assert!(landing.join("archive/r.json").exists());
-    assert_eq!(stored(ing.store()).await, stored_once);
+    assert_eq!(common::stored_versions(ing.store()).await, stored_once);
 }
 
 #[tokio::test]
@@ -235,17 +221,17 @@ async fn the_push_endpoint_stores_before_answering_and_refuses_bad_bundles_whole
     };
     let unauthorised = post(body.clone(), "wrong-token-wrong-token").await.unwrap();
     assert_eq!(unauthorised.status(), 401);
-    assert!(stored(&store).await.is_empty());
+    assert!(common::stored_versions(&store).await.is_empty());
 
     let ok = post(body.clone(), token).await.unwrap();
     assert_eq!(ok.status(), 200);
     // Stored before the answer: visible as soon as the answer is in.
-    let after = stored(&store).await;
+    let after = common::stored_versions(&store).await;
     assert!(!after.is_empty());
     let again = post(body.clone(), token).await.unwrap();
     assert_eq!(again.status(), 200);
     assert_eq!(
-        stored(&store).await,
+        common::stored_versions(&store).await,
         after,
         "a re-sent report changes nothing"
     );
@@ -257,7 +243,7 @@ async fn the_push_endpoint_stores_before_answering_and_refuses_bad_bundles_whole
     assert_eq!(refused.status(), 422);
     let text = refused.text().await.unwrap();
     assert!(text.contains("OperationOutcome"), "{text}");
-    assert_eq!(stored(&store).await, after);
+    assert_eq!(common::stored_versions(&store).await, after);
 }
 
 #[tokio::test]
@@ -287,7 +273,7 @@ async fn a_roster_assigns_teams_by_cpr_and_withdraws_lines_that_disappear() {
     assert_eq!(h.assignments[1].team, TeamId::parse("syd").unwrap());
     // No CPR number in the store.
     assert!(
-        stored(ing.store())
+        common::stored_versions(ing.store())
             .await
             .iter()
             .all(|v| !v.contains("0101501234"))

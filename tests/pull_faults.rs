@@ -1,6 +1,8 @@
 //! Pulling from the simulated care system over real HTTP on loopback, through every fault it
 //! can make, ends with the same stored data as a fault-free pull, with no duplicates.
 
+mod common;
+
 use chrono::NaiveDate;
 use progression_gateway::config;
 use progression_gateway::sim::care::{
@@ -69,24 +71,10 @@ async fn ingestor(dir: &Path) -> Ingestor {
     )
 }
 
-/// Every stored version, as comparable text, sorted (duplicates would show twice).
-async fn stored(store: &Store) -> Vec<String> {
-    let mut out: Vec<String> = store
-        .all_versions()
-        .await
-        .unwrap()
-        .into_iter()
-        .flat_map(|(_, vs)| vs)
-        .map(|v| serde_json::to_string(&v).unwrap())
-        .collect();
-    out.sort();
-    out
-}
-
 async fn pull_all(dir: &Path, server: &SimServer, format: Format) -> (Vec<String>, ImportSummary) {
     let ing = ingestor(dir).await;
     let summary = pull(&ing, &client(server, format)).await.unwrap();
-    (stored(ing.store()).await, summary)
+    (common::stored_versions(ing.store()).await, summary)
 }
 
 #[tokio::test]
@@ -168,7 +156,7 @@ async fn pulling_in_increments_and_after_a_failed_pull_loses_and_duplicates_noth
         cursor <= mid,
         "the cursor {cursor} is past what was visible ({mid})"
     );
-    let after_first = stored(ing.store()).await;
+    let after_first = common::stored_versions(ing.store()).await;
 
     // Night 2: everything is visible, but the server fails more often than the retries allow:
     // the pull fails, and what night 1 stored stays, with its cursor.
@@ -177,11 +165,11 @@ async fn pulling_in_increments_and_after_a_failed_pull_loses_and_duplicates_noth
     let failed = pull(&ing, &c).await;
     assert!(matches!(failed, Err(PullRunError::Pull(_))), "{failed:?}");
     server.faults.clear();
-    assert_eq!(stored(ing.store()).await, after_first);
+    assert_eq!(common::stored_versions(ing.store()).await, after_first);
 
     // Night 3: the next pull completes; the store equals the fault-free pull.
     pull(&ing, &c).await.unwrap();
-    let got = stored(ing.store()).await;
+    let got = common::stored_versions(ing.store()).await;
     assert_eq!(got.len(), clean.len());
     assert!(got == clean);
     server.shutdown().await;

@@ -384,3 +384,17 @@ pub fn versions_of(h: &CitizenHistory) -> Vec<progression_gateway::model::Versio
         })
         .collect()
 }
+
+/// Every version in a store, as comparable text, sorted (a duplicate would show twice).
+pub async fn stored_versions(store: &progression_gateway::store::Store) -> Vec<String> {
+    let mut out: Vec<String> = store
+        .all_versions()
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|(_, vs)| vs)
+        .map(|v| serde_json::to_string(&v).unwrap())
+        .collect();
+    out.sort();
+    out
+}
