@@ -2,3 +2,4 @@
 //! formats over real HTTP on loopback.
 
 pub mod care;
+pub mod decisions;
