@@ -3,3 +3,4 @@
 
 pub mod care;
 pub mod decisions;
+pub mod finance;

@@ -5,6 +5,7 @@ pub mod build;
 pub mod csv;
 pub mod opus;
 pub mod reply;
+pub mod transport;
 pub mod voucher;
 
 pub use voucher::{DebitCredit, Voucher, VoucherLine, VoucherNumber, VoucherState};
