@@ -106,6 +106,17 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = FileFormat::Json)]
         format: FileFormat,
     },
+    /// Build and send what is due as of a date: balanced vouchers of the nightly deltas through
+    /// the outbox to the finance system, its replies read back, and the tariff decisions
+    /// written to the care system. Prints a JSON summary.
+    Post {
+        /// The last day income is posted for (default: yesterday, the last whole day).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        /// Print the vouchers and decisions that would be sent; store and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The computed courses, with kind, group, daily tariff, start, end and end reason.
     Courses {
         /// Compute courses starting up to this day; default: the latest day in the stored data.
@@ -178,6 +189,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             limit,
             format,
         } => simulate(&loaded, &out, citizens, days, start, seed, limit, format),
+        Command::Post { as_of, dry_run } => {
+            post(&loaded, cli.database.as_deref(), as_of, dry_run).await
+        }
         Command::Import { paths } => import(&loaded, cli.database.as_deref(), &paths).await,
         Command::Pull { source } => pull(&loaded, cli.database.as_deref(), source.as_deref()).await,
         Command::Receive { listen } => receive(&loaded, cli.database.as_deref(), listen).await,
@@ -456,6 +470,43 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+async fn post(
+    loaded: &Loaded,
+    database: Option<&str>,
+    as_of: Option<NaiveDate>,
+    dry_run: bool,
+) -> anyhow::Result<u8> {
+    let tz = loaded.settings.time_zone;
+    let now = chrono::Utc::now().with_timezone(&tz).naive_local();
+    let as_of = as_of.unwrap_or_else(|| now.date() - chrono::Days::new(1));
+    let store = open_store(loaded, database).await?;
+    let (summary, findings) = crate::sinks::post::nightly(
+        &store,
+        &loaded.settings,
+        &loaded.mappings,
+        as_of,
+        now,
+        dry_run,
+    )
+    .await?;
+    report_findings(&findings);
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &summary)?;
+    writeln!(out)?;
+    if dry_run {
+        return Ok(EXIT_OK);
+    }
+    Ok(
+        if !summary.delivery_errors.is_empty() || !summary.decision_errors.is_empty() {
+            EXIT_FAILURE
+        } else if !summary.vouchers_rejected.is_empty() {
+            EXIT_REJECTED
+        } else {
+            EXIT_OK
+        },
+    )
 }
 
 /// Every citizen's resolved history, from the store.

@@ -82,6 +82,10 @@ pub struct Settings {
     pub roster: Option<PathBuf>,
     /// The configured sources, in file order.
     pub sources: Vec<SourceSettings>,
+    /// Vouchers to the finance system, if configured.
+    pub finance: Option<crate::sinks::post::FinanceSettings>,
+    /// Tariff decisions to the care system, if configured.
+    pub decisions: Option<crate::sinks::decisions::DecisionsConfig>,
 }
 
 /// A configured source.
@@ -252,6 +256,10 @@ struct RawConfig {
     /// `[teams]` (default: no roster).
     #[serde(default)]
     teams: RawTeams,
+    /// `[finance]`: vouchers to the finance system (default: none configured).
+    finance: Option<crate::sinks::post::FinanceSettings>,
+    /// `[decisions]`: tariff decisions to the care system (default: none configured).
+    decisions: Option<crate::sinks::decisions::DecisionsConfig>,
     /// `[[source]]`: read one by one from the document, for their lines.
     #[serde(default, rename = "source")]
     _source: Vec<serde::de::IgnoredAny>,
@@ -401,6 +409,10 @@ struct Layers {
     log_level: Option<Sourced<String>>,
     roster: Option<Sourced<String>>,
     sources: Vec<(Origin, RawSource)>,
+    finance: Option<crate::sinks::post::FinanceSettings>,
+    decisions: Option<crate::sinks::decisions::DecisionsConfig>,
+    finance_token: Option<SecretString>,
+    decisions_secret: Option<SecretString>,
     /// Line of `[pseudonym]` (or 1), for "no key" diagnostics.
     pseudonym_origin: Option<Origin>,
 }
@@ -457,6 +469,10 @@ fn read_file_layer(src: &Source, diags: &mut Vec<Diagnostic>) -> (Layers, bool) 
         log_format: raw.log.format.map(sourced),
         log_level: raw.log.level.map(sourced),
         roster: raw.teams.roster.map(sourced),
+        finance: raw.finance,
+        decisions: raw.decisions,
+        finance_token: None,
+        decisions_secret: None,
         sources: root
             .get_ref()
             .iter()
@@ -477,7 +493,9 @@ fn read_file_layer(src: &Source, diags: &mut Vec<Diagnostic>) -> (Layers, bool) 
 }
 
 /// The keys that can be overridden, as `(path after the prefix, dotted key)`.
-const ENV_KEYS: [(&str, &str); 7] = [
+const ENV_KEYS: [(&str, &str); 9] = [
+    ("FINANCE__BEARER_TOKEN", "finance.transport.bearer_token"),
+    ("DECISIONS__CLIENT_SECRET", "decisions.client_secret"),
     ("TIME_ZONE", "time_zone"),
     ("STORE__URL", "store.url"),
     ("PSEUDONYM__KEY", "pseudonym.key"),
@@ -553,6 +571,12 @@ fn apply_env(
                 env_key_file = true;
             }
             "mappings.dir" => layers.mappings_dir = plain(value),
+            "finance.transport.bearer_token" => {
+                layers.finance_token = Some(SecretString::from(value));
+            }
+            "decisions.client_secret" => {
+                layers.decisions_secret = Some(SecretString::from(value));
+            }
             "log.format" => layers.log_format = plain(value),
             "log.level" => layers.log_level = plain(value),
             _ => unreachable!("every key of ENV_KEYS is handled"),
@@ -700,12 +724,42 @@ fn build_settings(
         .as_ref()
         .map(|r| resolve(config_dir, &r.value));
     let sources = build_sources(config_dir, layers.sources, diags);
+    let mut finance = layers.finance;
+    if let Some(token) = layers.finance_token {
+        match finance.as_mut().map(|f| &mut f.transport) {
+            Some(crate::sinks::finance::transport::TransportConfig::Http(http)) => {
+                http.bearer_token = Some(token);
+            }
+            _ => diags.push(Diagnostic::file(
+                format!("env {ENV_PREFIX}FINANCE__BEARER_TOKEN"),
+                "is set, but [finance.transport] is not of kind http",
+            )),
+        }
+    }
+    let mut decisions = layers.decisions;
+    if let Some(secret) = layers.decisions_secret {
+        match decisions.as_mut() {
+            Some(d) => d.client_secret = Some(secret),
+            None => diags.push(Diagnostic::file(
+                format!("env {ENV_PREFIX}DECISIONS__CLIENT_SECRET"),
+                "is set, but there is no [decisions] section",
+            )),
+        }
+    }
+    if let Some(crate::sinks::finance::transport::TransportConfig::Folder { dir, reply_dir }) =
+        finance.as_mut().map(|f| &mut f.transport)
+    {
+        *dir = config_dir.join(&*dir);
+        *reply_dir = config_dir.join(&*reply_dir);
+    }
     if diags.len() > before {
         return None;
     }
     Some(Settings {
         roster,
         sources,
+        finance,
+        decisions,
         config_file: path.to_path_buf(),
         time_zone: time_zone?,
         database_url,

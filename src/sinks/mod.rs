@@ -5,3 +5,4 @@
 
 pub mod decisions;
 pub mod finance;
+pub mod post;

@@ -1,0 +1,368 @@
+//! The nightly posting: vouchers from the model's deltas through the outbox to the finance
+//! system, replies read back, and tariff decisions written to the care system.
+
+use super::decisions::{DecisionsClient, DecisionsConfig};
+use super::finance::transport::{Delivery, Transport, TransportConfig};
+use super::finance::{Voucher, VoucherNumber, VoucherState, build, opus, reply};
+use crate::domain::{Pseudonym, TeamId, Track};
+use crate::mapping::Mappings;
+use crate::model::{
+    CitizenHistory, Course, IncomeKey, Payee, PostingDelta, YearMonth, income, nightly_deltas,
+};
+use crate::store::Store;
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+
+/// The voucher file format for folder and SFTP delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FileFormat {
+    /// KMD Opus `FinancePostingRequest` XML.
+    Opus(opus::OpusSettings),
+    /// CSV (Prisme and others): no reply files; vouchers stay `sent`.
+    Csv(super::finance::csv::CsvSettings),
+}
+
+/// `[finance]`: where and how vouchers go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinanceSettings {
+    /// The file format (`[finance.format.opus]` or `[finance.format.csv]`); HTTP always sends JSON.
+    pub format: FileFormat,
+    /// The transport (`[finance.transport]` with `kind = "folder" | "sftp" | "http"`).
+    pub transport: TransportConfig,
+}
+
+/// What a night's posting did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PostSummary {
+    /// The as-of date.
+    pub as_of: Option<NaiveDate>,
+    /// Vouchers created this run (stored before sending).
+    pub vouchers_created: u64,
+    /// Vouchers delivered this run.
+    pub vouchers_sent: u64,
+    /// Vouchers the finance system accepted this run (or had already received).
+    pub vouchers_accepted: u64,
+    /// Vouchers the finance system rejected this run, with its message.
+    pub vouchers_rejected: Vec<Rejected>,
+    /// Vouchers still waiting to be delivered (the finance side was down).
+    pub vouchers_pending: u64,
+    /// Delivery errors (the vouchers stay pending and go next run).
+    pub delivery_errors: Vec<String>,
+    /// ChargeItems written (created or updated).
+    pub decisions_written: u64,
+    /// ChargeItems unchanged since the last run (not written again).
+    pub decisions_unchanged: u64,
+    /// Courses whose citizen has no Patient id in the care system (no decision written).
+    pub decisions_without_patient: u64,
+    /// Decision errors.
+    pub decision_errors: Vec<String>,
+    /// The vouchers of a dry run (nothing stored or sent).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dry_run_vouchers: Vec<Voucher>,
+    /// The ChargeItems of a dry run (nothing written).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dry_run_decisions: Vec<serde_json::Value>,
+}
+
+/// One whole nightly posting as of a date: courses computed from the stored history and
+/// stored, vouchers of the deltas created and sent (when `[finance]` is configured), replies
+/// read, decisions written (when `[decisions]` is configured). With `dry_run`, nothing is
+/// stored or sent: the summary carries the vouchers and ChargeItems that would be.
+pub async fn nightly(
+    store: &Store,
+    settings: &crate::config::Settings,
+    mappings: &Mappings,
+    as_of: NaiveDate,
+    now: chrono::NaiveDateTime,
+    dry_run: bool,
+) -> anyhow::Result<(PostSummary, Vec<crate::model::Finding>)> {
+    use chrono::Datelike;
+    let all = store.all_versions().await?;
+    let histories: Vec<CitizenHistory> = all
+        .iter()
+        .map(|(_, v)| crate::model::resolve_history(v))
+        .collect();
+    let mut findings = Vec::new();
+    let courses: Vec<Vec<Course>> = histories
+        .iter()
+        .map(|h| {
+            let out = crate::model::compute_courses(h, mappings, as_of);
+            findings.extend(out.findings);
+            out.courses
+        })
+        .collect();
+    let deltas = deltas_due(store, &histories, &courses, mappings, as_of).await?;
+    let flat: Vec<Course> = courses.iter().flatten().cloned().collect();
+    let patients: HashMap<Pseudonym, String> = crate::sources::roster::patients(&all)
+        .into_iter()
+        .map(|(id, who)| (who, id))
+        .collect();
+    let mut summary = PostSummary {
+        as_of: Some(as_of),
+        ..PostSummary::default()
+    };
+    if dry_run {
+        let year = format!("{:02}", as_of.year().rem_euclid(100));
+        let next = store
+            .vouchers()
+            .await?
+            .iter()
+            .filter(|v| v.voucher.number.0.get(2..4) == Some(year.as_str()))
+            .count() as u32
+            + 1;
+        summary.dry_run_vouchers = build::build_vouchers(&deltas, mappings, as_of, next)?;
+        if let Some(cfg) = &settings.decisions {
+            summary.dry_run_decisions = flat
+                .iter()
+                .filter_map(|c| {
+                    Some(super::decisions::charge_item(
+                        c,
+                        patients.get(&c.citizen)?,
+                        cfg,
+                    ))
+                })
+                .collect();
+        }
+        return Ok((summary, findings));
+    }
+    store.replace_courses(&flat).await?;
+    match &settings.finance {
+        Some(finance) => {
+            post_vouchers(store, mappings, finance, &deltas, as_of, now, &mut summary).await?
+        }
+        None => tracing::warn!(message = "No [finance] configured: no vouchers are sent."),
+    }
+    if let Some(cfg) = &settings.decisions {
+        write_decisions(store, cfg, &flat, &patients, &mut summary).await?;
+    }
+    Ok((summary, findings))
+}
+
+/// A rejected voucher.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejected {
+    /// Its number.
+    pub number: String,
+    /// The finance system's message.
+    pub message: String,
+}
+
+fn key_of(team: &str, track: &str, month: &str) -> Option<IncomeKey> {
+    let payee = if team == "unassigned" {
+        Payee::Unassigned
+    } else {
+        Payee::Team(TeamId::parse(team).ok()?)
+    };
+    let track = Track::parse(track).ok()?;
+    let (y, m) = month.split_once('-')?;
+    Some(IncomeKey {
+        payee,
+        track,
+        month: YearMonth {
+            year: y.parse().ok()?,
+            month: m.parse().ok()?,
+        },
+    })
+}
+
+/// The deltas due as of a date: income from the first course day to `as_of`, per team, track
+/// and month, rounded, minus what the outbox already holds.
+pub async fn deltas_due(
+    store: &Store,
+    histories: &[CitizenHistory],
+    courses: &[Vec<Course>],
+    mappings: &Mappings,
+    as_of: NaiveDate,
+) -> anyhow::Result<Vec<PostingDelta>> {
+    let first = courses
+        .iter()
+        .flatten()
+        .map(|c| c.start)
+        .min()
+        .unwrap_or(as_of);
+    let report = income(
+        histories.iter().zip(courses.iter().map(Vec::as_slice)),
+        mappings,
+        first.min(as_of),
+        as_of,
+    );
+    let mut posted: BTreeMap<IncomeKey, Decimal> = BTreeMap::new();
+    for ((team, track, month), amount) in store.posted_totals().await? {
+        let key = key_of(&team, &track, &month).ok_or_else(|| {
+            anyhow::anyhow!("the outbox holds an unreadable key {team}/{track}/{month}")
+        })?;
+        posted.insert(key, amount);
+    }
+    Ok(nightly_deltas(&report.lines, &posted))
+}
+
+fn idempotency_key(vouchers: &[Voucher]) -> String {
+    let mut h = Sha256::new();
+    for v in vouchers {
+        h.update(v.number.0.as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Builds, stores and sends the night's vouchers, then reads the finance system's replies.
+pub async fn post_vouchers(
+    store: &Store,
+    mappings: &Mappings,
+    finance: &FinanceSettings,
+    deltas: &[PostingDelta],
+    as_of: NaiveDate,
+    now: chrono::NaiveDateTime,
+    summary: &mut PostSummary,
+) -> anyhow::Result<()> {
+    use chrono::Datelike;
+    let created = store
+        .create_vouchers(as_of.year(), |first| {
+            build::build_vouchers(deltas, mappings, as_of, first)
+        })
+        .await??;
+    summary.vouchers_created = created.len() as u64;
+    let transport = Transport::new(&finance.transport)?;
+    let pending: Vec<Voucher> = store
+        .vouchers()
+        .await?
+        .into_iter()
+        .filter(|v| v.state == VoucherState::Pending)
+        .map(|v| v.voucher)
+        .collect();
+    if !pending.is_empty() {
+        let (name, content) = match (&finance.transport, &finance.format) {
+            (TransportConfig::Http(_), _) => (
+                format!("vouchers-{}.json", now.format("%Y%m%d-%H%M%S")),
+                serde_json::to_vec(&serde_json::json!({
+                    "file_name": format!("vouchers-{}.json", now.format("%Y%m%d-%H%M%S")),
+                    "vouchers": pending,
+                }))?,
+            ),
+            (_, FileFormat::Opus(s)) => {
+                let name = opus::file_name(s, now);
+                let content = opus::write_request(s, &name, now, &pending);
+                (name, content)
+            }
+            (_, FileFormat::Csv(s)) => {
+                let name = super::finance::csv::file_name(now);
+                (name, super::finance::csv::write_csv(s, &pending)?)
+            }
+        };
+        match transport
+            .deliver(&name, &content, &idempotency_key(&pending))
+            .await
+        {
+            Ok(delivery) => {
+                for v in &pending {
+                    store
+                        .set_voucher_state(&v.number, VoucherState::Sent, None, Some(&name))
+                        .await?;
+                }
+                summary.vouchers_sent = pending.len() as u64;
+                if let Delivery::Answered(body) = delivery {
+                    apply_reply(store, &body, summary).await?;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(message = "Voucher delivery failed; the vouchers stay pending.", error = %e);
+                summary.delivery_errors.push(e.to_string());
+            }
+        }
+    }
+    if !matches!(finance.transport, TransportConfig::Http(_)) {
+        match transport.fetch_replies().await {
+            Ok(replies) => {
+                for r in replies {
+                    apply_reply(store, &r.content, summary).await?;
+                    transport.archive_reply(&r.name).await?;
+                }
+            }
+            Err(e) => summary
+                .delivery_errors
+                .push(format!("reading replies: {e}")),
+        }
+    }
+    summary.vouchers_pending = store
+        .vouchers()
+        .await?
+        .iter()
+        .filter(|v| v.state == VoucherState::Pending)
+        .count() as u64;
+    Ok(())
+}
+
+async fn apply_reply(store: &Store, body: &[u8], summary: &mut PostSummary) -> anyhow::Result<()> {
+    let known: HashMap<VoucherNumber, VoucherState> = store
+        .vouchers()
+        .await?
+        .into_iter()
+        .map(|v| (v.voucher.number, v.state))
+        .collect();
+    for (number, outcome) in reply::read_reply(body)? {
+        let Some(state) = known.get(&number) else {
+            tracing::warn!(message = "A reply names an unknown voucher.", voucher = %number);
+            continue;
+        };
+        if matches!(state, VoucherState::Accepted | VoucherState::Rejected) {
+            continue;
+        }
+        match outcome {
+            reply::ReplyOutcome::Accepted | reply::ReplyOutcome::AlreadyReceived => {
+                store
+                    .set_voucher_state(&number, VoucherState::Accepted, None, None)
+                    .await?;
+                summary.vouchers_accepted += 1;
+            }
+            reply::ReplyOutcome::Rejected(message) => {
+                tracing::warn!(message = "Voucher rejected.", voucher = %number, reason = %message);
+                store
+                    .set_voucher_state(&number, VoucherState::Rejected, Some(&message), None)
+                    .await?;
+                summary.vouchers_rejected.push(Rejected {
+                    number: number.to_string(),
+                    message,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the ChargeItem of every course whose decision changed since it was last written.
+pub async fn write_decisions(
+    store: &Store,
+    cfg: &DecisionsConfig,
+    courses: &[Course],
+    patients: &HashMap<Pseudonym, String>,
+    summary: &mut PostSummary,
+) -> anyhow::Result<()> {
+    let client = DecisionsClient::new(cfg)?;
+    for course in courses {
+        let Some(patient) = patients.get(&course.citizen) else {
+            summary.decisions_without_patient += 1;
+            continue;
+        };
+        let doc = super::decisions::ChargeItemDoc::new(course, patient, cfg);
+        let hash = hex::encode(Sha256::digest(&doc.body));
+        if store.decision_hash(&course.id.0).await?.as_deref() == Some(hash.as_str()) {
+            summary.decisions_unchanged += 1;
+            continue;
+        }
+        match client.upsert(&doc).await {
+            Ok(_) => {
+                store.record_decision(&course.id.0, &hash).await?;
+                summary.decisions_written += 1;
+            }
+            Err(e) => summary
+                .decision_errors
+                .push(format!("course {}: {e}", course.id)),
+        }
+    }
+    Ok(())
+}

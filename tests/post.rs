@@ -1,0 +1,371 @@
+//! The nightly posting end to end: vouchers through the outbox to the simulated finance system
+//! (folder, SFTP against a real OpenSSH server, HTTP), replies, corrections, and tariff
+//! decisions to the simulated care system, with a real SQLite store.
+
+mod common;
+#[path = "support/sshd.rs"]
+mod sshd;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use common::*;
+use progression_gateway::config::{self, Loaded};
+use progression_gateway::domain::{CitizenRecord, SourceId, Termination, TerminationReason};
+use progression_gateway::model::{Record, Versioned};
+use progression_gateway::sim::finance::{Books, process_folder, serve_http};
+use progression_gateway::sinks::decisions::DecisionsConfig;
+use progression_gateway::sinks::finance::VoucherState;
+use progression_gateway::sinks::finance::opus::OpusSettings;
+use progression_gateway::sinks::finance::transport::{HttpConfig, SftpConfig, TransportConfig};
+use progression_gateway::sinks::post::{FileFormat, FinanceSettings, PostSummary, nightly};
+use progression_gateway::store::Store;
+use rust_decimal::Decimal;
+use std::path::{Path, PathBuf};
+
+fn opus() -> OpusSettings {
+    OpusSettings {
+        municipality_code: "0751".into(),
+        data_provider_id: "PGW".into(),
+        company_code: "0751".into(),
+        sender: "PROGRESSION-GATEWAY".into(),
+        receiver: "KMD-OPUS".into(),
+    }
+}
+
+struct Night {
+    store: Store,
+    loaded: Loaded,
+    books: Books,
+    _dir: tempfile::TempDir,
+    inbox: PathBuf,
+    replies: PathBuf,
+}
+
+impl Night {
+    async fn new(transport: Option<TransportConfig>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("gw.db").display()))
+            .await
+            .unwrap();
+        let mut loaded =
+            config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml"))
+                .unwrap();
+        let inbox = dir.path().join("opus-in");
+        let replies = dir.path().join("opus-out");
+        std::fs::create_dir_all(&inbox).unwrap();
+        std::fs::create_dir_all(&replies).unwrap();
+        loaded.settings.finance = Some(FinanceSettings {
+            format: FileFormat::Opus(opus()),
+            transport: transport.unwrap_or(TransportConfig::Folder {
+                dir: inbox.clone(),
+                reply_dir: replies.clone(),
+            }),
+        });
+        Night {
+            store,
+            loaded,
+            books: Books::default(),
+            _dir: dir,
+            inbox,
+            replies,
+        }
+    }
+
+    async fn run(&self, as_of: &str) -> PostSummary {
+        let as_of: NaiveDate = as_of.parse().unwrap();
+        let now = as_of.succ_opt().unwrap().and_hms_opt(2, 30, 0).unwrap();
+        let (summary, _) = nightly(
+            &self.store,
+            &self.loaded.settings,
+            &self.loaded.mappings,
+            as_of,
+            now,
+            false,
+        )
+        .await
+        .unwrap();
+        summary
+    }
+
+    /// The finance system's nightly batch: books what arrived and writes replies.
+    fn finance_processes(&self) {
+        process_folder(&self.books, &self.inbox, &self.replies).unwrap();
+    }
+
+    async fn states(&self) -> Vec<VoucherState> {
+        self.store
+            .vouchers()
+            .await
+            .unwrap()
+            .iter()
+            .map(|v| v.state)
+            .collect()
+    }
+
+    async fn posted(&self) -> Decimal {
+        self.store
+            .vouchers()
+            .await
+            .unwrap()
+            .iter()
+            .map(|v| v.voucher.amount)
+            .sum()
+    }
+}
+
+/// A citizen in a stabilisation course of 260.00 a day from 2027-01-01 (team nord), known to
+/// the care system as Patient/`patient`.
+async fn citizen_b(store: &Store, patient: &str) {
+    let h = HistoryBuilder::new(2)
+        .team("nord", "2026-01-01", None)
+        .grant(PERSONAL_CARE, "2027-01-01", None)
+        .levels(&[3, 3, 3], "2026-12-20")
+        .build();
+    let mut versions = versions_of(&h);
+    versions.push(Versioned {
+        source: "test".into(),
+        version_at: Utc.with_ymd_and_hms(2026, 12, 20, 8, 0, 0).unwrap(),
+        withdrawn: false,
+        record: Record::Citizen(CitizenRecord {
+            citizen: citizen(2),
+            patient_id: Some(SourceId::parse(patient).unwrap()),
+            reported_on: None,
+            custodian_sor: None,
+            deceased: false,
+            active: true,
+        }),
+    });
+    store.put_batch(&versions, None).await.unwrap();
+}
+
+async fn report_death(store: &Store, on: &str) {
+    let death = Versioned {
+        source: "test".into(),
+        version_at: Utc.with_ymd_and_hms(2027, 1, 27, 21, 0, 0).unwrap(),
+        withdrawn: false,
+        record: Record::Termination(Termination {
+            source_id: SourceId::parse("patient-b/death").unwrap(),
+            citizen: citizen(2),
+            on: on.parse().unwrap(),
+            reason: TerminationReason::Death,
+        }),
+    };
+    store.put_batch(&[death], None).await.unwrap();
+}
+
+fn xmllint_valid(file: &Path) {
+    let out = std::process::Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/opus-finance-posting.xsd"))
+        .arg(file)
+        .output()
+        .expect("xmllint runs (install libxml2-utils)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_same_night_twice_sends_nothing_new_and_replies_settle_the_outbox() {
+    let night = Night::new(None).await;
+    citizen_b(&night.store, "patient-b").await;
+    let first = night.run("2027-01-10").await;
+    assert_eq!((first.vouchers_created, first.vouchers_sent), (1, 1));
+    assert_eq!(night.states().await, [VoucherState::Sent]);
+    // The file passes the schema and balances.
+    let file = std::fs::read_dir(&night.inbox)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    xmllint_valid(&file);
+    let again = night.run("2027-01-10").await;
+    assert_eq!((again.vouchers_created, again.vouchers_sent), (0, 0));
+    night.finance_processes();
+    let replies = night.run("2027-01-10").await;
+    assert_eq!(
+        (replies.vouchers_created, replies.vouchers_accepted),
+        (0, 1)
+    );
+    assert_eq!(night.states().await, [VoucherState::Accepted]);
+    assert_eq!(night.books.voucher_count(), 1);
+    assert_eq!(night.posted().await.to_string(), "2600.00"); // 10 x 260
+    // The next night posts the delta of one day.
+    let next = night.run("2027-01-11").await;
+    assert_eq!(next.vouchers_created, 1);
+    let vouchers = night.store.vouchers().await.unwrap();
+    assert_eq!(vouchers[1].voucher.amount.to_string(), "260.00");
+    assert_eq!(vouchers[1].voucher.balance(), Decimal::ZERO);
+}
+
+#[tokio::test]
+async fn a_crash_between_writing_the_file_and_recording_it_books_each_voucher_once() {
+    let night = Night::new(None).await;
+    citizen_b(&night.store, "patient-b").await;
+    night.run("2027-01-10").await;
+    // The process died after writing the file but before recording the voucher as sent.
+    for v in night.store.vouchers().await.unwrap() {
+        night
+            .store
+            .set_voucher_state(&v.voucher.number, VoucherState::Pending, None, None)
+            .await
+            .unwrap();
+    }
+    night.finance_processes();
+    let rerun = night.run("2027-01-10").await;
+    assert_eq!(
+        (rerun.vouchers_created, rerun.vouchers_sent),
+        (0, 1),
+        "re-sent, same number"
+    );
+    // The reply to the first file arrives in the same run: the voucher is accepted once.
+    assert_eq!(rerun.vouchers_accepted, 1);
+    night.finance_processes();
+    // The re-sent file is answered "already received": harmless, nothing rejected.
+    let settle = night.run("2027-01-10").await;
+    assert!(
+        settle.vouchers_rejected.is_empty(),
+        "{:?}",
+        settle.vouchers_rejected
+    );
+    let unread = std::fs::read_dir(&night.replies)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "xml")
+        })
+        .count();
+    assert_eq!(unread, 0, "every reply read and archived");
+    assert_eq!(night.states().await, [VoucherState::Accepted]);
+    assert_eq!(
+        night.books.voucher_count(),
+        1,
+        "no duplicate in the finance system's books"
+    );
+}
+
+#[tokio::test]
+async fn a_late_death_report_becomes_a_correction_and_the_month_adds_up() {
+    let night = Night::new(None).await;
+    citizen_b(&night.store, "patient-b").await;
+    for day in 20..=25 {
+        night.run(&format!("2027-01-{day}")).await;
+    }
+    assert_eq!(night.posted().await.to_string(), "6500.00"); // 25 x 260
+    report_death(&night.store, "2027-01-20").await;
+    let correction = night.run("2027-01-26").await;
+    assert_eq!(correction.vouchers_created, 1);
+    let vouchers = night.store.vouchers().await.unwrap();
+    let last = &vouchers.last().unwrap().voucher;
+    assert_eq!(last.amount.to_string(), "-1300.00");
+    assert_eq!(last.balance(), Decimal::ZERO);
+    // The month's posted total equals the recomputed month total: 20 days x 260.
+    assert_eq!(night.posted().await.to_string(), "5200.00");
+    night.finance_processes();
+    night.run("2027-01-26").await;
+    assert!(
+        night
+            .states()
+            .await
+            .iter()
+            .all(|s| *s == VoucherState::Accepted)
+    );
+    let team = night.books.total_for_cost_centre("1001");
+    assert_eq!(team.abs().to_string(), "5200.00");
+}
+
+#[tokio::test]
+async fn the_finance_side_down_leaves_vouchers_pending_and_the_next_run_delivers_them() {
+    let books = Books::default();
+    let http = serve_http(books.clone()).await.unwrap();
+    let night = Night::new(Some(TransportConfig::Http(HttpConfig {
+        url: http.url.clone(),
+        bearer_token: None,
+        timeout_secs: 5,
+    })))
+    .await;
+    citizen_b(&night.store, "patient-b").await;
+    http.set_down(true);
+    let down = night.run("2027-01-10").await;
+    assert_eq!(down.vouchers_created, 1);
+    assert_eq!(down.vouchers_pending, 1);
+    assert!(!down.delivery_errors.is_empty());
+    assert_eq!(books.voucher_count(), 0);
+    http.set_down(false);
+    let up = night.run("2027-01-10").await;
+    assert_eq!(
+        (up.vouchers_created, up.vouchers_sent, up.vouchers_accepted),
+        (0, 1, 1)
+    );
+    assert_eq!(up.vouchers_pending, 0);
+    assert_eq!(books.voucher_count(), 1);
+}
+
+#[tokio::test]
+async fn vouchers_go_over_sftp_to_a_real_openssh_server() {
+    let server = sshd::Sshd::start();
+    let remote_in = server.root.join("opus-in");
+    let remote_out = server.root.join("opus-out");
+    std::fs::create_dir_all(&remote_in).unwrap();
+    std::fs::create_dir_all(&remote_out).unwrap();
+    let night = Night::new(Some(TransportConfig::Sftp(SftpConfig {
+        host: "127.0.0.1".into(),
+        port: server.port,
+        user: server.user.clone(),
+        private_key_file: server.client_key.clone(),
+        known_hosts_file: Some(server.known_hosts.clone()),
+        accept_unknown_host_key: false,
+        remote_dir: remote_in.display().to_string(),
+        reply_dir: remote_out.display().to_string(),
+        timeout_secs: 20,
+    })))
+    .await;
+    citizen_b(&night.store, "patient-b").await;
+    let sent = night.run("2027-01-10").await;
+    assert_eq!(sent.vouchers_sent, 1, "{:?}", sent.delivery_errors);
+    let file = std::fs::read_dir(&remote_in)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "xml"))
+        .expect("the Opus file on the server");
+    xmllint_valid(&file);
+    process_folder(&night.books, &remote_in, &remote_out).unwrap();
+    let settled = night.run("2027-01-10").await;
+    assert_eq!(
+        settled.vouchers_accepted, 1,
+        "{:?}",
+        settled.delivery_errors
+    );
+    assert_eq!(night.books.voucher_count(), 1);
+}
+
+#[tokio::test]
+async fn decisions_are_written_once_and_an_early_end_updates_the_same_charge_item() {
+    let care = progression_gateway::sim::decisions::serve().await.unwrap();
+    let mut night = Night::new(None).await;
+    night.loaded.settings.decisions = Some(DecisionsConfig::new(care.base_url.clone()));
+    citizen_b(&night.store, "patient-b").await;
+    let first = night.run("2027-01-10").await;
+    assert_eq!(first.decisions_written, 1, "{:?}", first.decision_errors);
+    let items = care.items();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].subject, "Patient/patient-b");
+    assert_eq!(items[0].price_text, "260.00");
+    assert_eq!(items[0].period_end, "2027-07-01");
+    let again = night.run("2027-01-11").await;
+    assert_eq!((again.decisions_written, again.decisions_unchanged), (0, 1));
+    assert_eq!(care.writes(), 1);
+    report_death(&night.store, "2027-01-20").await;
+    let ended = night.run("2027-01-27").await;
+    assert_eq!(ended.decisions_written, 1);
+    let items = care.items();
+    assert_eq!(items.len(), 1, "the same ChargeItem, not a second one");
+    assert_eq!(items[0].period_end, "2027-01-20");
+    assert_eq!(items[0].version, 2);
+}
