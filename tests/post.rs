@@ -369,3 +369,29 @@ async fn decisions_are_written_once_and_an_early_end_updates_the_same_charge_ite
     assert_eq!(items[0].period_end, "2027-01-20");
     assert_eq!(items[0].version, 2);
 }
+
+#[tokio::test]
+async fn a_dry_run_shows_the_vouchers_and_decisions_and_changes_nothing() {
+    let care = progression_gateway::sim::decisions::serve().await.unwrap();
+    let mut night = Night::new(None).await;
+    night.loaded.settings.decisions = Some(DecisionsConfig::new(care.base_url.clone()));
+    citizen_b(&night.store, "patient-b").await;
+    let as_of: NaiveDate = "2027-01-10".parse().unwrap();
+    let (summary, _) = nightly(
+        &night.store,
+        &night.loaded.settings,
+        &night.loaded.mappings,
+        as_of,
+        as_of.and_hms_opt(23, 0, 0).unwrap(),
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.dry_run_vouchers.len(), 1);
+    assert_eq!(summary.dry_run_vouchers[0].number.0, "PG27000001");
+    assert_eq!(summary.dry_run_vouchers[0].amount.to_string(), "2600.00");
+    assert_eq!(summary.dry_run_decisions.len(), 1);
+    assert!(night.store.vouchers().await.unwrap().is_empty());
+    assert_eq!(std::fs::read_dir(&night.inbox).unwrap().count(), 0);
+    assert_eq!(care.writes(), 0);
+}
