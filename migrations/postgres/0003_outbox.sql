@@ -3,8 +3,8 @@
 -- never edited: a later correction is a new voucher.
 CREATE TABLE vouchers (
     number TEXT PRIMARY KEY NOT NULL,
-    year INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
+    year BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
     team TEXT NOT NULL,
     track TEXT NOT NULL,
     month TEXT NOT NULL,
