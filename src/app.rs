@@ -7,8 +7,7 @@
 use crate::config::{self, Loaded, LogFormat};
 use crate::domain::Track;
 use crate::model::{
-    CitizenHistory, Course, DailyTariff, Finding, compute_courses, income, resolve_history,
-    round_money,
+    CitizenHistory, Course, DailyTariff, Finding, compute_all, income, resolve_history, round_money,
 };
 use crate::store::Store;
 use anyhow::Context;
@@ -518,22 +517,6 @@ async fn histories(store: &Store) -> anyhow::Result<Vec<CitizenHistory>> {
         .collect())
 }
 
-/// Computes every citizen's courses up to `horizon`; findings are printed to standard error.
-fn compute_all(
-    histories: &[CitizenHistory],
-    loaded: &Loaded,
-    horizon: NaiveDate,
-) -> (Vec<Vec<Course>>, Vec<Finding>) {
-    let mut all = Vec::with_capacity(histories.len());
-    let mut findings = Vec::new();
-    for h in histories {
-        let out = compute_courses(h, &loaded.mappings, horizon);
-        findings.extend(out.findings);
-        all.push(out.courses);
-    }
-    (all, findings)
-}
-
 fn report_findings(findings: &[Finding]) {
     for f in findings {
         tracing::debug!(message = "Data-quality finding.", finding = %f);
@@ -561,7 +544,7 @@ async fn budget(
     anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
     let store = open_store(loaded, database).await?;
     let histories = histories(&store).await?;
-    let (courses, mut findings) = compute_all(&histories, loaded, to);
+    let (courses, mut findings) = compute_all(&histories, &loaded.mappings, to);
     let report = income(
         histories.iter().zip(courses.iter().map(Vec::as_slice)),
         &loaded.mappings,
@@ -688,7 +671,7 @@ async fn courses(
     let histories = histories(&store).await?;
     let horizon = until.or_else(|| latest_known_day(&histories));
     let (courses, findings) = match horizon {
-        Some(h) => compute_all(&histories, loaded, h),
+        Some(h) => compute_all(&histories, &loaded.mappings, h),
         None => (Vec::new(), Vec::new()),
     };
     report_findings(&findings);

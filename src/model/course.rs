@@ -163,6 +163,23 @@ pub fn compute_courses(
     out
 }
 
+/// Computes every citizen's courses up to `horizon`, in the order of `histories`, and gathers
+/// their findings.
+pub fn compute_all(
+    histories: &[CitizenHistory],
+    mappings: &Mappings,
+    horizon: NaiveDate,
+) -> (Vec<Vec<Course>>, Vec<Finding>) {
+    let mut all = Vec::with_capacity(histories.len());
+    let mut findings = Vec::new();
+    for h in histories {
+        let out = compute_courses(h, mappings, horizon);
+        findings.extend(out.findings);
+        all.push(out.courses);
+    }
+    (all, findings)
+}
+
 /// The tariff-bearing grants of a track, each cut at the first termination on or after its
 /// start (a citizen who dies, moves out or into a nursing home has no grant running past it).
 fn track_grants<'a>(

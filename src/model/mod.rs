@@ -8,7 +8,9 @@ mod history;
 mod income;
 mod money;
 
-pub use course::{Course, CourseId, CourseOutcome, DailyTariff, EndReason, compute_courses};
+pub use course::{
+    Course, CourseId, CourseOutcome, DailyTariff, EndReason, compute_all, compute_courses,
+};
 pub use history::{CitizenHistory, Record, RecordKind, Versioned, resolve_history};
 pub use income::{
     Finding, IncomeKey, IncomeLine, IncomeReport, Payee, PostingDelta, YearMonth, income,

@@ -87,15 +87,7 @@ pub async fn nightly(
         .iter()
         .map(|(_, v)| crate::model::resolve_history(v))
         .collect();
-    let mut findings = Vec::new();
-    let courses: Vec<Vec<Course>> = histories
-        .iter()
-        .map(|h| {
-            let out = crate::model::compute_courses(h, mappings, as_of);
-            findings.extend(out.findings);
-            out.courses
-        })
-        .collect();
+    let (courses, findings) = crate::model::compute_all(&histories, mappings, as_of);
     let deltas = deltas_due(store, &histories, &courses, mappings, as_of).await?;
     let flat: Vec<Course> = courses.iter().flatten().cloned().collect();
     let patients: HashMap<Pseudonym, String> = crate::sources::roster::patients(&all)

@@ -17,8 +17,6 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// How the server behaves.
 #[derive(Debug, Clone)]
@@ -132,8 +130,7 @@ pub struct SimServer {
     /// Faults and counters.
     pub faults: Faults,
     inner: Arc<Inner>,
-    stop: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<std::io::Result<()>>>,
+    served: crate::sim::Served,
 }
 
 impl std::fmt::Debug for SimServer {
@@ -180,25 +177,8 @@ impl SimServer {
     }
 
     /// Stops the server and waits for it (at most 5 seconds, then it is aborted).
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut handle) = self.handle.take()
-            && tokio::time::timeout(Duration::from_secs(5), &mut handle)
-                .await
-                .is_err()
-        {
-            handle.abort();
-        }
-    }
-}
-
-impl Drop for SimServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    pub async fn shutdown(self) {
+        self.served.shutdown().await;
     }
 }
 
@@ -237,21 +217,13 @@ pub async fn serve(
         .route("/fhir/Bundle", get(search))
         .route("/fhir/Bundle/{id}", get(read))
         .with_state(inner.clone());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let served = crate::sim::Served::spawn(listener, app);
     Ok(SimServer {
         base_url,
         token_url,
         faults,
         inner,
-        stop: Some(stop),
-        handle: Some(handle),
+        served,
     })
 }
 

@@ -10,9 +10,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::time::Duration;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// A running simulated HTTP finance receiver. Dropping it stops it too.
 #[derive(Debug)]
@@ -20,8 +17,7 @@ pub struct SimFinanceHttp {
     /// `http://127.0.0.1:PORT/vouchers`.
     pub url: String,
     books: Books,
-    stop: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<std::io::Result<()>>>,
+    served: crate::sim::Served,
 }
 
 impl SimFinanceHttp {
@@ -32,25 +28,8 @@ impl SimFinanceHttp {
     }
 
     /// Stops the server and waits for it (at most 5 seconds).
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut handle) = self.handle.take()
-            && tokio::time::timeout(Duration::from_secs(5), &mut handle)
-                .await
-                .is_err()
-        {
-            handle.abort();
-        }
-    }
-}
-
-impl Drop for SimFinanceHttp {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    pub async fn shutdown(self) {
+        self.served.shutdown().await;
     }
 }
 
@@ -74,19 +53,11 @@ pub async fn serve_http(books: Books) -> std::io::Result<SimFinanceHttp> {
     let app = Router::new()
         .route("/vouchers", post(receive))
         .with_state(books.clone());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let served = crate::sim::Served::spawn(listener, app);
     Ok(SimFinanceHttp {
         url: format!("http://{addr}/vouchers"),
         books,
-        stop: Some(stop),
-        handle: Some(handle),
+        served,
     })
 }
 
