@@ -116,6 +116,55 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run the jobs of the configuration on their schedules until SIGTERM or SIGINT, and
+    /// serve the operations HTTP endpoints of `[http]` (and the fhir_push source).
+    Daemon,
+    /// One whole nightly run now (pull, compute, post, replies, decisions), journaled. Exit
+    /// code 0 ok, 2 partial (something rejected or left for the next run), 3 failed.
+    Run {
+        /// The last day income is posted for (default: yesterday, the last whole day).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        /// Change nothing outside the gateway: read fhir_pull sources, compute, and count what
+        /// would be sent; store no courses, send no vouchers, write no decisions, move no files.
+        #[arg(long)]
+        dry_run: bool,
+        /// Run this configured job's steps instead of the nightly steps.
+        #[arg(long)]
+        job: Option<String>,
+    },
+    /// The run journal: the last runs with their steps, counts and errors.
+    Runs {
+        /// How many runs, newest first.
+        #[arg(long, default_value_t = 10)]
+        last: u32,
+        /// Only runs of this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CoursesFormat::Table)]
+        format: CoursesFormat,
+    },
+    /// Start a simulated care system and finance system on loopback, pull a simulated
+    /// municipality into SQLite in a temporary folder, run the nightly run and print a
+    /// summary per team. Needs no configuration file.
+    Demo {
+        /// Keep the database, configuration and files in this folder.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+        /// Number of simulated citizens.
+        #[arg(long, default_value_t = 300)]
+        citizens: usize,
+        /// Days of simulated history.
+        #[arg(long, default_value_t = 120)]
+        days: u32,
+        /// Seed of the simulation.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output format of the summary.
+        #[arg(long, value_enum, default_value_t = CoursesFormat::Table)]
+        format: CoursesFormat,
+    },
     /// The computed courses, with kind, group, daily tariff, start, end and end reason.
     Courses {
         /// Compute courses starting up to this day; default: the latest day in the stored data.
@@ -158,6 +207,31 @@ pub enum CoursesFormat {
 
 /// Runs a command and turns its outcome into an exit code.
 pub async fn run(cli: Cli) -> ExitCode {
+    if let Command::Demo {
+        keep,
+        citizens,
+        days,
+        seed,
+        format,
+    } = cli.command
+    {
+        // The demo builds its own configuration: it needs no file.
+        init_logging_with(LogFormat::Human, "warn");
+        let opts = crate::demo::DemoOptions {
+            keep,
+            citizens,
+            days,
+            seed,
+            json: matches!(format, CoursesFormat::Json),
+        };
+        return match crate::demo::main(opts).await {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        };
+    }
     let loaded = match config::load(&cli.config) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -194,6 +268,32 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Import { paths } => import(&loaded, cli.database.as_deref(), &paths).await,
         Command::Pull { source } => pull(&loaded, cli.database.as_deref(), source.as_deref()).await,
         Command::Receive { listen } => receive(&loaded, cli.database.as_deref(), listen).await,
+        Command::Daemon => daemon(loaded, cli.database.as_deref()).await,
+        Command::Run {
+            as_of,
+            dry_run,
+            job,
+        } => {
+            run_now(
+                loaded,
+                cli.database.as_deref(),
+                as_of,
+                dry_run,
+                job.as_deref(),
+            )
+            .await
+        }
+        Command::Runs { last, job, format } => {
+            runs(
+                &loaded,
+                cli.database.as_deref(),
+                last,
+                job.as_deref(),
+                format,
+            )
+            .await
+        }
+        Command::Demo { .. } => unreachable!("handled above"),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -205,13 +305,19 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 fn init_logging(loaded: &Loaded) {
+    init_logging_with(loaded.settings.log.format, &loaded.settings.log.level);
+}
+
+/// Logs to standard error in `format` at `level`, unless `PROGRESSION_GATEWAY_LOG` gives
+/// another level or filter.
+fn init_logging_with(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PROGRESSION_GATEWAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&loaded.settings.log.level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     // A second initialisation (tests calling `run` twice) is harmless: keep the first.
-    let _ = match loaded.settings.log.format {
+    let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Human => builder.try_init(),
     };
@@ -357,16 +463,7 @@ fn ingestor(loaded: &Loaded, store: &Store, source: &str) -> crate::sources::ing
     )
 }
 
-/// One source's outcome in the `pull` summary.
-#[derive(Debug, Serialize)]
-struct SourceRun {
-    source: String,
-    #[serde(flatten)]
-    summary: crate::sources::ingest::ImportSummary,
-}
-
 async fn pull(loaded: &Loaded, database: Option<&str>, only: Option<&str>) -> anyhow::Result<u8> {
-    use crate::config::SourceKind;
     if let Some(name) = only {
         anyhow::ensure!(
             loaded.settings.sources.iter().any(|s| s.name == name),
@@ -375,43 +472,14 @@ async fn pull(loaded: &Loaded, database: Option<&str>, only: Option<&str>) -> an
         );
     }
     let store = open_store(loaded, database).await?;
-    sync_roster(loaded, &store).await?;
-    let mut runs = Vec::new();
-    let mut failed = false;
-    for source in &loaded.settings.sources {
-        if only.is_some_and(|n| n != source.name) {
-            continue;
-        }
-        let ingestor = ingestor(loaded, &store, &source.name);
-        let result = match &source.kind {
-            SourceKind::Files(cfg) => crate::sources::files::poll(&ingestor, cfg)
-                .await
-                .map_err(anyhow::Error::from),
-            SourceKind::FhirPull(cfg) => {
-                let client = crate::sources::fhir_pull::FhirPullClient::new(cfg.clone())?;
-                crate::sources::pull::pull(&ingestor, &client)
-                    .await
-                    .map_err(anyhow::Error::from)
-            }
-            SourceKind::FhirPush(_) => continue,
-        };
-        match result {
-            Ok(summary) => runs.push(SourceRun {
-                source: source.name.clone(),
-                summary,
-            }),
-            Err(e) => {
-                // One source failing does not stop the others; what it stored stays.
-                tracing::error!(message = "Source failed.", source = %source.name, error = %e);
-                eprintln!("error: source {}: {e:#}", source.name);
-                failed = true;
-            }
-        }
+    let (runs, failures) = crate::run::pull_sources(loaded, &store, only, false).await;
+    for f in &failures {
+        eprintln!("error: {f}");
     }
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &runs)?;
     writeln!(out)?;
-    Ok(if failed {
+    Ok(if !failures.is_empty() {
         EXIT_FAILURE
     } else if runs.iter().any(|r| !r.summary.rejected.is_empty()) {
         EXIT_REJECTED
@@ -506,6 +574,170 @@ async fn post(
             EXIT_OK
         },
     )
+}
+
+/// Resolves on SIGINT or SIGTERM by setting the returned stop signal.
+fn stop_on_signal() -> crate::run::StopSignal {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!(message = "Stop requested: finishing the step in flight.");
+        let _ = tx.send(true);
+        // Keep the sender, so receivers see `true` rather than a closed channel.
+        std::future::pending::<()>().await;
+    });
+    rx
+}
+
+async fn daemon(loaded: Loaded, database: Option<&str>) -> anyhow::Result<u8> {
+    let store = open_store(&loaded, database).await?;
+    let stop = stop_on_signal();
+    let ctx = crate::run::Context::new(store.clone(), std::sync::Arc::new(loaded));
+    let metrics = std::sync::Arc::new(crate::api::Metrics::new());
+    crate::daemon::serve(ctx, metrics, stop).await?;
+    store.close().await;
+    Ok(EXIT_OK)
+}
+
+/// The exit code of a finished run.
+pub fn run_exit_code(outcome: crate::store::Outcome) -> u8 {
+    use crate::store::Outcome;
+    match outcome {
+        Outcome::Ok | Outcome::Skipped => EXIT_OK,
+        Outcome::Partial => EXIT_REJECTED,
+        Outcome::Running | Outcome::Failed | Outcome::Interrupted | Outcome::Abandoned => {
+            EXIT_FAILURE
+        }
+    }
+}
+
+async fn run_now(
+    loaded: Loaded,
+    database: Option<&str>,
+    as_of: Option<NaiveDate>,
+    dry_run: bool,
+    job: Option<&str>,
+) -> anyhow::Result<u8> {
+    let (name, steps) = match job {
+        None => ("nightly".to_owned(), crate::run::NIGHTLY.to_vec()),
+        Some(name) => {
+            let Some(j) = loaded.settings.daemon.jobs.iter().find(|j| j.name == name) else {
+                anyhow::bail!(
+                    "no job named `{name}` in {} (jobs: {})",
+                    loaded.settings.config_file.display(),
+                    loaded
+                        .settings
+                        .daemon
+                        .jobs
+                        .iter()
+                        .map(|j| j.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            };
+            (j.name.clone(), j.steps.clone())
+        }
+    };
+    let tz = loaded.settings.time_zone;
+    let now = chrono::Utc::now().with_timezone(&tz).naive_local();
+    let as_of = as_of.unwrap_or_else(|| now.date() - chrono::Days::new(1));
+    let lease_ttl = loaded.settings.daemon.lease;
+    let store = open_store(&loaded, database).await?;
+    let stop = stop_on_signal();
+    let ctx = crate::run::Context::new(store.clone(), std::sync::Arc::new(loaded));
+    let Some(lease) = crate::run::Lease::claim(&ctx, &name, None, lease_ttl).await? else {
+        eprintln!("error: job {name} is running in another process; try again when it is done");
+        return Ok(EXIT_FAILURE);
+    };
+    let req = crate::run::Request {
+        job: name,
+        trigger: crate::store::Trigger::Manual,
+        scheduled_for: None,
+        as_of,
+        now,
+        dry_run,
+        steps,
+    };
+    let report = crate::run::execute(&ctx, &req, &stop).await;
+    lease.release().await?;
+    let report = report?;
+    report_findings(&report.findings);
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &report)?;
+    writeln!(out)?;
+    store.close().await;
+    Ok(run_exit_code(report.outcome))
+}
+
+async fn runs(
+    loaded: &Loaded,
+    database: Option<&str>,
+    last: u32,
+    job: Option<&str>,
+    format: CoursesFormat,
+) -> anyhow::Result<u8> {
+    let store = open_store(loaded, database).await?;
+    let runs = store.runs(last, job).await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        CoursesFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &runs)?;
+            writeln!(out)?;
+        }
+        CoursesFormat::Table => {
+            let tz = loaded.settings.time_zone;
+            let local = |t: chrono::DateTime<chrono::Utc>| {
+                t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string()
+            };
+            writeln!(
+                out,
+                "{:>5} {:<10} {:<9} {:<19} {:>7} {:<11} {:>7} {:>7} {:>5} {:>5} {:>5} {:>9} {:>6}",
+                "run",
+                "job",
+                "trigger",
+                "started",
+                "seconds",
+                "outcome",
+                "pulled",
+                "courses",
+                "sent",
+                "acc",
+                "rej",
+                "decisions",
+                "errors"
+            )?;
+            for r in &runs {
+                let seconds = r
+                    .ended_at
+                    .map(|e| format!("{:.1}", (e - r.started_at).as_seconds_f64()))
+                    .unwrap_or_else(|| "-".into());
+                writeln!(
+                    out,
+                    "{:>5} {:<10} {:<9} {:<19} {:>7} {:<11} {:>7} {:>7} {:>5} {:>5} {:>5} {:>9} {:>6}",
+                    r.id,
+                    r.job,
+                    r.trigger.as_str(),
+                    local(r.started_at),
+                    seconds,
+                    format!("{}{}", r.outcome, if r.dry_run { "*" } else { "" }),
+                    r.counts.records_pulled,
+                    r.counts.courses_changed,
+                    r.counts.vouchers_sent,
+                    r.counts.vouchers_accepted,
+                    r.counts.vouchers_rejected,
+                    r.counts.decisions_written,
+                    r.errors.len()
+                )?;
+                for e in &r.errors {
+                    writeln!(out, "      ! {e}")?;
+                }
+            }
+            if runs.iter().any(|r| r.dry_run) {
+                writeln!(out, "* dry run")?;
+            }
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 /// Every citizen's resolved history, from the store.

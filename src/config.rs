@@ -17,6 +17,17 @@
 //! | `mappings.dir` | `mappings` | the mapping folder, relative to the configuration file |
 //! | `log.format` | `human` | `human` or `json` |
 //! | `log.level` | `info` | level or filter directives, as for `RUST_LOG` |
+//! | `teams.roster` | none | team roster CSV, relative to the configuration file |
+//! | `[[source]]` | none | sources: `name`, `secret_file`/`secret_env`, one of `[source.files]`, `[source.fhir_pull]`, `[source.fhir_push]` |
+//! | `[finance]` | none | vouchers: `[finance.format.opus\|csv]`, `[finance.transport]` |
+//! | `[decisions]` | none | ChargeItems to the care system |
+//! | `daemon.catch_up` | `true` | run a missed scheduled run once on start |
+//! | `daemon.lease_secs` | `300` | job lease, renewed every third while running |
+//! | `[[job]]` | nightly 02:30, prune Sun 04:00 | `name`, `schedule` (cron), `steps`, `catch_up` |
+//! | `retention.runs_days` | `400` | journal runs kept |
+//! | `retention.files_days` | `90` | archived and rejected files kept |
+//! | `http.listen` | none | address of the operations HTTP server |
+//! | `http.token_file` | none | its bearer token (or `PROGRESSION_GATEWAY__HTTP__TOKEN`) |
 //!
 //! # Environment overrides
 //!
@@ -24,7 +35,9 @@
 //! table and its key, overrides that key: `PROGRESSION_GATEWAY__TIME_ZONE`,
 //! `PROGRESSION_GATEWAY__STORE__URL`, `PROGRESSION_GATEWAY__PSEUDONYM__KEY`,
 //! `PROGRESSION_GATEWAY__PSEUDONYM__KEY_FILE`, `PROGRESSION_GATEWAY__MAPPINGS__DIR`,
-//! `PROGRESSION_GATEWAY__LOG__FORMAT`, `PROGRESSION_GATEWAY__LOG__LEVEL`.
+//! `PROGRESSION_GATEWAY__LOG__FORMAT`, `PROGRESSION_GATEWAY__LOG__LEVEL`, and the secrets
+//! `PROGRESSION_GATEWAY__FINANCE__BEARER_TOKEN`, `PROGRESSION_GATEWAY__DECISIONS__CLIENT_SECRET`,
+//! `PROGRESSION_GATEWAY__HTTP__TOKEN`.
 //! Setting `pseudonym.key` this way replaces a `key_file` of the file and the other way round.
 //! Any other variable starting with the prefix is an error; variables with a single underscore
 //! after `PROGRESSION_GATEWAY` (such as `PROGRESSION_GATEWAY_TEST_PG`) are not overrides and are
@@ -86,6 +99,8 @@ pub struct Settings {
     pub finance: Option<crate::sinks::post::FinanceSettings>,
     /// Tariff decisions to the care system, if configured.
     pub decisions: Option<crate::sinks::decisions::DecisionsConfig>,
+    /// The daemon: jobs, leases, the operations HTTP server, retention.
+    pub daemon: crate::daemon::DaemonSettings,
 }
 
 /// A configured source.
@@ -263,6 +278,17 @@ struct RawConfig {
     /// `[[source]]`: read one by one from the document, for their lines.
     #[serde(default, rename = "source")]
     _source: Vec<serde::de::IgnoredAny>,
+    /// `[daemon]` (default: all defaults).
+    #[serde(default)]
+    daemon: crate::daemon::settings::RawDaemon,
+    /// `[[job]]` (default: the nightly run at 02:30 and pruning on Sundays at 04:00).
+    #[serde(default, rename = "job")]
+    jobs: Vec<crate::daemon::settings::RawJob>,
+    /// `[http]`: the operations HTTP server (default: none).
+    http: Option<Spanned<crate::daemon::settings::RawHttp>>,
+    /// `[retention]` (default: all defaults).
+    #[serde(default)]
+    retention: crate::run::Retention,
 }
 
 /// `[teams]`.
@@ -413,6 +439,11 @@ struct Layers {
     decisions: Option<crate::sinks::decisions::DecisionsConfig>,
     finance_token: Option<SecretString>,
     decisions_secret: Option<SecretString>,
+    http_token: Option<SecretString>,
+    daemon: crate::daemon::settings::RawDaemon,
+    jobs: Vec<crate::daemon::settings::RawJob>,
+    http: Option<(Origin, crate::daemon::settings::RawHttp)>,
+    retention: crate::run::Retention,
     /// Line of `[pseudonym]` (or 1), for "no key" diagnostics.
     pseudonym_origin: Option<Origin>,
 }
@@ -473,6 +504,11 @@ fn read_file_layer(src: &Source, diags: &mut Vec<Diagnostic>) -> (Layers, bool) 
         decisions: raw.decisions,
         finance_token: None,
         decisions_secret: None,
+        http_token: None,
+        daemon: raw.daemon,
+        jobs: raw.jobs,
+        http: raw.http.map(|h| (at(h.span()), h.into_inner())),
+        retention: raw.retention,
         sources: root
             .get_ref()
             .iter()
@@ -493,7 +529,8 @@ fn read_file_layer(src: &Source, diags: &mut Vec<Diagnostic>) -> (Layers, bool) 
 }
 
 /// The keys that can be overridden, as `(path after the prefix, dotted key)`.
-const ENV_KEYS: [(&str, &str); 9] = [
+const ENV_KEYS: [(&str, &str); 10] = [
+    ("HTTP__TOKEN", "http.token"),
     ("FINANCE__BEARER_TOKEN", "finance.transport.bearer_token"),
     ("DECISIONS__CLIENT_SECRET", "decisions.client_secret"),
     ("TIME_ZONE", "time_zone"),
@@ -573,6 +610,9 @@ fn apply_env(
             "mappings.dir" => layers.mappings_dir = plain(value),
             "finance.transport.bearer_token" => {
                 layers.finance_token = Some(SecretString::from(value));
+            }
+            "http.token" => {
+                layers.http_token = Some(SecretString::from(value));
             }
             "decisions.client_secret" => {
                 layers.decisions_secret = Some(SecretString::from(value));
@@ -752,10 +792,54 @@ fn build_settings(
         *dir = config_dir.join(&*dir);
         *reply_dir = config_dir.join(&*reply_dir);
     }
+    let http = match (layers.http, layers.http_token) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            diags.push(Diagnostic::file(
+                format!("env {ENV_PREFIX}HTTP__TOKEN"),
+                "is set, but there is no [http] section",
+            ));
+            None
+        }
+        (Some((origin, raw)), env_token) => {
+            let token = match (env_token, &raw.token_file) {
+                (Some(t), _) => Some(t),
+                (None, Some(file)) => {
+                    let token_path = config_dir.join(file);
+                    match std::fs::read_to_string(&token_path) {
+                        Ok(text) => Some(SecretString::from(text.trim().to_owned())),
+                        Err(e) => {
+                            diags.push(origin.diag(format!(
+                                "cannot read http.token_file {}: {e}",
+                                token_path.display()
+                            )));
+                            None
+                        }
+                    }
+                }
+                (None, None) => None,
+            };
+            Some((raw.listen, token))
+        }
+    };
+    let mut problems = Vec::new();
+    let daemon = crate::daemon::DaemonSettings::build(
+        layers.daemon,
+        layers.jobs,
+        http,
+        layers.retention,
+        &mut problems,
+    );
+    diags.extend(
+        problems
+            .into_iter()
+            .map(|p| Diagnostic::file(path.display().to_string(), p)),
+    );
     if diags.len() > before {
         return None;
     }
     Some(Settings {
+        daemon,
         roster,
         sources,
         finance,
@@ -948,6 +1032,118 @@ mod tests {
             }
         );
         assert!(!format!("{s:?}").contains("a-very-secret-key"));
+    }
+
+    #[test]
+    fn jobs_default_and_are_read_with_their_schedules() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = "[pseudonym]\nkey = \"a-very-secret-key-0123456789\"\n";
+        let path = write_config(tmp.path(), key);
+        let d = load_with_env(&path, env(&[])).unwrap().settings.daemon;
+        let names: Vec<&str> = d.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["nightly", "prune"]);
+        assert_eq!(d.jobs[0].steps, crate::run::NIGHTLY);
+        assert!(d.catch_up && d.http.is_none());
+        assert_eq!(d.lease, std::time::Duration::from_secs(300));
+
+        fs::write(tmp.path().join("http.token"), "an-http-token-of-the-test\n").unwrap();
+        let path = write_config(
+            tmp.path(),
+            &format!(
+                "{key}[daemon]\ncatch_up = false\nlease_secs = 60\n\
+                 [[job]]\nname = \"pull\"\nschedule = \"*/15 * * * *\"\nsteps = [\"pull\"]\n\
+                 [[job]]\nname = \"night\"\nschedule = \"0 30 2 * * *\"\ncatch_up = true\n\
+                 [http]\nlisten = \"127.0.0.1:9999\"\ntoken_file = \"http.token\"\n\
+                 [retention]\nruns_days = 30\n"
+            ),
+        );
+        let d = load_with_env(&path, env(&[])).unwrap().settings.daemon;
+        assert_eq!(d.jobs.len(), 2);
+        assert_eq!(d.jobs[0].steps, [crate::run::Step::Pull]);
+        assert!(!d.jobs[0].catch_up, "the daemon's default");
+        assert!(d.jobs[1].catch_up, "its own");
+        assert_eq!(d.jobs[1].steps, crate::run::NIGHTLY, "default steps");
+        assert_eq!(d.lease, std::time::Duration::from_secs(60));
+        assert_eq!(d.retention.runs_days, 30);
+        assert_eq!(d.retention.files_days, 90);
+        let http = d.http.unwrap();
+        assert_eq!(http.listen.port(), 9999);
+        use secrecy::ExposeSecret;
+        assert_eq!(http.token.expose_secret(), "an-http-token-of-the-test");
+        // The environment's token wins.
+        let d = load_with_env(
+            &path,
+            env(&[(
+                "PROGRESSION_GATEWAY__HTTP__TOKEN",
+                "a-token-from-the-environment",
+            )]),
+        )
+        .unwrap()
+        .settings
+        .daemon;
+        assert_eq!(
+            d.http.unwrap().token.expose_secret(),
+            "a-token-from-the-environment"
+        );
+    }
+
+    #[test]
+    fn bad_jobs_and_http_settings_are_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = "[pseudonym]\nkey = \"a-very-secret-key-0123456789\"\n";
+        let path = write_config(
+            tmp.path(),
+            &format!("{key}[[job]]\nname = \"n\"\nschedule = \"61 2 * * *\"\n"),
+        );
+        let errs = errors(&path, &[]);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains(":5:") && errs[0].contains("61 2 * * *"),
+            "{errs:?}"
+        );
+        let path = write_config(
+            tmp.path(),
+            &format!(
+                "{key}[[job]]\nname = \"n\"\nschedule = \"@daily\"\n\
+                 [[job]]\nname = \"n\"\nschedule = \"@daily\"\nsteps = []\n\
+                 [[job]]\nname = \"x\"\nschedule = \"@daily\"\nsteps = [\"dance\"]\n"
+            ),
+        );
+        let errs = errors(&path, &[]);
+        assert!(errs.iter().any(|e| e.contains("dance")), "{errs:?}");
+        let path = write_config(
+            tmp.path(),
+            &format!(
+                "{key}[[job]]\nname = \"n\"\nschedule = \"@daily\"\n\
+                 [[job]]\nname = \"n\"\nschedule = \"@daily\"\n\
+                 [[job]]\nname = \"e\"\nschedule = \"@daily\"\nsteps = []\n"
+            ),
+        );
+        let errs = errors(&path, &[]);
+        assert!(
+            errs.iter().any(|e| e.contains("`n` is used twice")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("`e` has no steps")),
+            "{errs:?}"
+        );
+        let path = write_config(
+            tmp.path(),
+            &format!("{key}[http]\nlisten = \"127.0.0.1:9999\"\n"),
+        );
+        let errs = errors(&path, &[]);
+        assert!(errs.iter().any(|e| e.contains("bearer token")), "{errs:?}");
+        let path = write_config(tmp.path(), key);
+        let errs = errors(
+            &path,
+            &[("PROGRESSION_GATEWAY__HTTP__TOKEN", "a-token-0123456789")],
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("no [http] section")),
+            "{errs:?}"
+        );
+        assert!(errs.iter().all(|e| !e.contains("a-token-0123456789")));
     }
 
     #[test]

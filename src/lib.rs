@@ -9,11 +9,16 @@
 //! - [`config`]: the configuration file, environment overrides and secrets.
 //! - [`app`]: the commands, gluing the parts together.
 
+pub mod api;
 pub mod app;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod domain;
 pub mod mapping;
 pub mod model;
+pub mod run;
+pub mod schedule;
 pub mod sim;
 pub mod sinks;
 pub mod sources;

@@ -1040,3 +1040,304 @@ async fn an_unreachable_database_is_a_connect_error() {
     );
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The run journal and job leases
+// ---------------------------------------------------------------------------------------------
+
+use progression_gateway::store::{NewRun, Outcome, RunCounts, Trigger};
+
+fn instant(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+async fn a_run_and_its_steps_are_journaled(store: Store) {
+    let started = instant("2027-03-02T01:30:00.123456Z");
+    let id = store
+        .start_run(&NewRun {
+            job: "nightly",
+            trigger: Trigger::Schedule,
+            scheduled_for: Some(instant("2027-03-02T01:30:00Z")),
+            as_of: Some(NaiveDate::from_ymd_opt(2027, 3, 1).unwrap()),
+            dry_run: false,
+            holder: "host:1:abc",
+            started_at: started,
+        })
+        .await
+        .unwrap();
+    store.start_step(id, 1, "pull", started).await.unwrap();
+    let pulled = RunCounts {
+        records_pulled: 42,
+        records_rejected: 1,
+        ..RunCounts::default()
+    };
+    let errors = vec!["source care: rejected page 3: truncated JSON".to_owned()];
+    store
+        .finish_step(
+            id,
+            1,
+            instant("2027-03-02T01:30:05Z"),
+            Outcome::Partial,
+            &pulled,
+            &errors,
+        )
+        .await
+        .unwrap();
+    store
+        .skip_step(
+            id,
+            2,
+            "compute",
+            instant("2027-03-02T01:30:05Z"),
+            "stopped by a signal",
+        )
+        .await
+        .unwrap();
+    let runs = store.runs(10, None).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].outcome, Outcome::Running, "not finished yet");
+    assert_eq!(runs[0].ended_at, None);
+    store
+        .finish_run(
+            id,
+            instant("2027-03-02T01:30:06Z"),
+            Outcome::Interrupted,
+            &pulled,
+            &errors,
+        )
+        .await
+        .unwrap();
+    let runs = store.runs(10, Some("nightly")).await.unwrap();
+    let r = &runs[0];
+    assert_eq!(r.id, id);
+    assert_eq!(r.trigger, Trigger::Schedule);
+    assert_eq!(r.started_at, started, "microseconds kept");
+    assert_eq!(r.as_of, NaiveDate::from_ymd_opt(2027, 3, 1));
+    assert_eq!(r.outcome, Outcome::Interrupted);
+    assert_eq!(r.counts, pulled);
+    assert_eq!(r.errors, errors);
+    assert_eq!(r.holder, "host:1:abc");
+    assert_eq!(r.steps.len(), 2);
+    assert_eq!(
+        (r.steps[0].step.as_str(), r.steps[0].outcome),
+        ("pull", Outcome::Partial)
+    );
+    assert_eq!(r.steps[0].counts.records_pulled, 42);
+    assert_eq!(
+        (r.steps[1].step.as_str(), r.steps[1].outcome),
+        ("compute", Outcome::Skipped)
+    );
+    assert_eq!(r.steps[1].errors, vec!["stopped by a signal".to_owned()]);
+    assert!(store.runs(10, Some("prune")).await.unwrap().is_empty());
+    assert_eq!(
+        store.last_success().await.unwrap(),
+        None,
+        "an interrupted run is no success"
+    );
+    let outcomes = store.run_outcome_counts().await.unwrap();
+    assert_eq!(
+        outcomes,
+        vec![("nightly".to_owned(), Outcome::Interrupted, 1)]
+    );
+}
+store_test!(a_run_and_its_steps_are_journaled);
+
+async fn runs_are_listed_newest_first_and_pruned_by_age(store: Store) {
+    let mut ids = Vec::new();
+    for (day, outcome) in [(1, Outcome::Ok), (2, Outcome::Failed), (3, Outcome::Ok)] {
+        let at = instant(&format!("2027-03-0{day}T01:30:00Z"));
+        let id = store
+            .start_run(&NewRun {
+                job: "nightly",
+                trigger: Trigger::Manual,
+                scheduled_for: None,
+                as_of: None,
+                dry_run: false,
+                holder: "h",
+                started_at: at,
+            })
+            .await
+            .unwrap();
+        store.start_step(id, 1, "compute", at).await.unwrap();
+        store
+            .finish_step(id, 1, at, outcome, &RunCounts::default(), &[])
+            .await
+            .unwrap();
+        store
+            .finish_run(
+                id,
+                at + chrono::Duration::seconds(9),
+                outcome,
+                &RunCounts::default(),
+                &[],
+            )
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let runs = store.runs(2, None).await.unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1]]
+    );
+    assert!(runs.iter().all(|r| r.steps.len() == 1));
+    assert_eq!(
+        store.last_success().await.unwrap(),
+        Some(instant("2027-03-03T01:30:09Z"))
+    );
+    let pruned = store
+        .prune_runs(instant("2027-03-02T12:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 2);
+    let left = store.runs(10, None).await.unwrap();
+    assert_eq!(left.iter().map(|r| r.id).collect::<Vec<_>>(), vec![ids[2]]);
+    assert_eq!(left[0].steps.len(), 1, "the kept run keeps its steps");
+}
+store_test!(runs_are_listed_newest_first_and_pruned_by_age);
+
+async fn a_job_lease_is_held_by_one_holder_until_released_or_expired(store: Store) {
+    use std::time::Duration;
+    let t0 = instant("2027-03-02T01:30:00Z");
+    let ttl = Duration::from_secs(60);
+    assert!(
+        store
+            .claim_job("nightly", "a", None, t0, ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_job("nightly", "b", None, t0, ttl)
+            .await
+            .unwrap(),
+        "held by a"
+    );
+    assert!(
+        store.claim_job("prune", "b", None, t0, ttl).await.unwrap(),
+        "another job is free"
+    );
+    // Renewed by a, so still held after the first expiry.
+    let t1 = t0 + chrono::Duration::seconds(50);
+    assert!(store.renew_job("nightly", "a", t1, ttl).await.unwrap());
+    assert!(!store.renew_job("nightly", "b", t1, ttl).await.unwrap());
+    let t2 = t0 + chrono::Duration::seconds(90);
+    assert!(
+        !store
+            .claim_job("nightly", "b", None, t2, ttl)
+            .await
+            .unwrap()
+    );
+    // Released: b gets it at once.
+    store.release_job("nightly", "a").await.unwrap();
+    assert!(
+        store
+            .claim_job("nightly", "b", None, t2, ttl)
+            .await
+            .unwrap()
+    );
+    // b dies with a run in flight: after the expiry, a takes over and b's run is abandoned.
+    let id = store
+        .start_run(&NewRun {
+            job: "nightly",
+            trigger: Trigger::Manual,
+            scheduled_for: None,
+            as_of: None,
+            dry_run: false,
+            holder: "b",
+            started_at: t2,
+        })
+        .await
+        .unwrap();
+    let t3 = t2 + chrono::Duration::seconds(61);
+    assert!(
+        store
+            .claim_job("nightly", "a", None, t3, ttl)
+            .await
+            .unwrap()
+    );
+    let run = &store.runs(1, None).await.unwrap()[0];
+    assert_eq!((run.id, run.outcome), (id, Outcome::Abandoned));
+}
+store_test!(a_job_lease_is_held_by_one_holder_until_released_or_expired);
+
+async fn a_scheduled_instant_is_claimed_once(store: Store) {
+    use std::time::Duration;
+    let ttl = Duration::from_secs(60);
+    let at = instant("2027-03-02T01:30:00Z");
+    let now = at + chrono::Duration::seconds(1);
+    assert!(
+        store
+            .claim_job("nightly", "a", Some(at), now, ttl)
+            .await
+            .unwrap()
+    );
+    store.release_job("nightly", "a").await.unwrap();
+    // Free again, but that instant is taken: b must not run it a second time.
+    assert!(
+        !store
+            .claim_job("nightly", "b", Some(at), now, ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_job(
+                "nightly",
+                "b",
+                Some(at - chrono::Duration::days(1)),
+                now,
+                ttl
+            )
+            .await
+            .unwrap(),
+        "an earlier instant neither"
+    );
+    assert_eq!(store.last_scheduled("nightly").await.unwrap(), Some(at));
+    let next = at + chrono::Duration::days(1);
+    assert!(
+        store
+            .claim_job("nightly", "b", Some(next), next, ttl)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.last_scheduled("nightly").await.unwrap(), Some(next));
+    // set_last_scheduled only moves forward.
+    store.set_last_scheduled("nightly", at).await.unwrap();
+    assert_eq!(store.last_scheduled("nightly").await.unwrap(), Some(next));
+    assert_eq!(store.last_scheduled("never-run").await.unwrap(), None);
+}
+store_test!(a_scheduled_instant_is_claimed_once);
+
+async fn concurrent_claims_of_one_instant_have_one_winner(store: Store) {
+    use std::time::Duration;
+    let at = instant("2027-03-02T01:30:00Z");
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .claim_job(
+                    "nightly",
+                    &format!("holder-{i}"),
+                    Some(at),
+                    at,
+                    Duration::from_secs(60),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+store_test!(concurrent_claims_of_one_instant_have_one_winner);
+
+async fn voucher_states_are_counted(store: Store) {
+    assert!(store.voucher_state_counts().await.unwrap().is_empty());
+    store.ping().await.unwrap();
+}
+store_test!(voucher_states_are_counted);

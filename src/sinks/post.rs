@@ -81,7 +81,6 @@ pub async fn nightly(
     now: chrono::NaiveDateTime,
     dry_run: bool,
 ) -> anyhow::Result<(PostSummary, Vec<crate::model::Finding>)> {
-    use chrono::Datelike;
     let all = store.all_versions().await?;
     let histories: Vec<CitizenHistory> = all
         .iter()
@@ -99,26 +98,9 @@ pub async fn nightly(
         ..PostSummary::default()
     };
     if dry_run {
-        let year = format!("{:02}", as_of.year().rem_euclid(100));
-        let next = store
-            .vouchers()
-            .await?
-            .iter()
-            .filter(|v| v.voucher.number.0.get(2..4) == Some(year.as_str()))
-            .count() as u32
-            + 1;
-        summary.dry_run_vouchers = build::build_vouchers(&deltas, mappings, as_of, next)?;
+        summary.dry_run_vouchers = dry_run_vouchers(store, &deltas, mappings, as_of).await?;
         if let Some(cfg) = &settings.decisions {
-            summary.dry_run_decisions = flat
-                .iter()
-                .filter_map(|c| {
-                    Some(super::decisions::charge_item(
-                        c,
-                        patients.get(&c.citizen)?,
-                        cfg,
-                    ))
-                })
-                .collect();
+            summary.dry_run_decisions = dry_run_decisions(&flat, &patients, cfg);
         }
         return Ok((summary, findings));
     }
@@ -133,6 +115,43 @@ pub async fn nightly(
         write_decisions(store, cfg, &flat, &patients, &mut summary).await?;
     }
     Ok((summary, findings))
+}
+
+/// The vouchers the deltas would make, numbered after those in the outbox; nothing stored.
+pub async fn dry_run_vouchers(
+    store: &Store,
+    deltas: &[PostingDelta],
+    mappings: &Mappings,
+    as_of: NaiveDate,
+) -> anyhow::Result<Vec<Voucher>> {
+    use chrono::Datelike;
+    let year = format!("{:02}", as_of.year().rem_euclid(100));
+    let next = store
+        .vouchers()
+        .await?
+        .iter()
+        .filter(|v| v.voucher.number.0.get(2..4) == Some(year.as_str()))
+        .count() as u32
+        + 1;
+    Ok(build::build_vouchers(deltas, mappings, as_of, next)?)
+}
+
+/// The ChargeItems the courses would make (those of citizens with a Patient id); nothing written.
+pub fn dry_run_decisions(
+    courses: &[Course],
+    patients: &HashMap<Pseudonym, String>,
+    cfg: &DecisionsConfig,
+) -> Vec<serde_json::Value> {
+    courses
+        .iter()
+        .filter_map(|c| {
+            Some(super::decisions::charge_item(
+                c,
+                patients.get(&c.citizen)?,
+                cfg,
+            ))
+        })
+        .collect()
 }
 
 /// A rejected voucher.
@@ -212,6 +231,21 @@ pub async fn post_vouchers(
     now: chrono::NaiveDateTime,
     summary: &mut PostSummary,
 ) -> anyhow::Result<()> {
+    send_vouchers(store, mappings, finance, deltas, as_of, now, summary).await?;
+    read_replies(store, finance, summary).await
+}
+
+/// Builds and stores the night's vouchers in the outbox, then sends every pending one (an
+/// HTTP finance system answers inline; that answer is applied).
+pub async fn send_vouchers(
+    store: &Store,
+    mappings: &Mappings,
+    finance: &FinanceSettings,
+    deltas: &[PostingDelta],
+    as_of: NaiveDate,
+    now: chrono::NaiveDateTime,
+    summary: &mut PostSummary,
+) -> anyhow::Result<()> {
     use chrono::Datelike;
     let created = store
         .create_vouchers(as_of.year(), |first| {
@@ -267,6 +301,27 @@ pub async fn post_vouchers(
             }
         }
     }
+    summary.vouchers_pending = pending_count(store).await?;
+    Ok(())
+}
+
+async fn pending_count(store: &Store) -> anyhow::Result<u64> {
+    Ok(store
+        .vouchers()
+        .await?
+        .iter()
+        .filter(|v| v.state == VoucherState::Pending)
+        .count() as u64)
+}
+
+/// Reads the finance system's reply files (folder and SFTP transports; HTTP answers inline),
+/// applies them to the outbox and archives them.
+pub async fn read_replies(
+    store: &Store,
+    finance: &FinanceSettings,
+    summary: &mut PostSummary,
+) -> anyhow::Result<()> {
+    let transport = Transport::new(&finance.transport)?;
     if !matches!(finance.transport, TransportConfig::Http(_)) {
         match transport.fetch_replies().await {
             Ok(replies) => {
@@ -280,12 +335,7 @@ pub async fn post_vouchers(
                 .push(format!("reading replies: {e}")),
         }
     }
-    summary.vouchers_pending = store
-        .vouchers()
-        .await?
-        .iter()
-        .filter(|v| v.state == VoucherState::Pending)
-        .count() as u64;
+    summary.vouchers_pending = pending_count(store).await?;
     Ok(())
 }
 

@@ -107,7 +107,9 @@ macro_rules! with_pool {
     };
 }
 
+mod journal;
 mod outbox;
+pub use journal::{NewRun, Outcome, RunCounts, RunRecord, StepRecord, Trigger};
 pub use outbox::OutboxVoucher;
 
 /// The database: SQLite or PostgreSQL. Cheap to clone (a connection pool).
