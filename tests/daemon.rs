@@ -583,3 +583,87 @@ async fn run_refuses_while_another_process_holds_the_job() {
     store.close().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_the_operations_endpoints_and_counts_its_runs() {
+    let sim = sim_server(3, 10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let token = "operations-token-of-the-daemon-test";
+    std::fs::write(dir.path().join("http.token"), token).unwrap();
+    let path = config(
+        dir.path(),
+        &url,
+        &sim,
+        &format!(
+            r#"
+[[job]]
+name = "often"
+schedule = "*/2 * * * * *"
+steps = ["pull", "compute"]
+
+[http]
+listen = "127.0.0.1:{port}"
+token_file = "http.token"
+"#
+        ),
+    );
+    let loaded = load(&path);
+    let store = Store::connect(&url).await.unwrap();
+    let daemon = start_daemon(&loaded).await;
+    wait_for(&store, 30, |runs| {
+        runs.iter().any(|r| r.outcome == Outcome::Ok)
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let denied = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(denied.status(), 401);
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("progression_gateway_runs_total{")
+                && l.contains("job=\"often\"")
+                && l.contains("outcome=\"ok\"")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("progression_gateway_seconds_since_last_success"));
+    let ready = http
+        .get(format!("{base}/readyz"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let runs: serde_json::Value = http
+        .get(format!("{base}/runs?last=1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(runs[0]["job"], "often");
+    daemon.stop().await;
+    // Stopped: the port no longer answers.
+    assert!(http.get(format!("{base}/healthz")).send().await.is_err());
+    store.close().await;
+    sim.shutdown().await;
+}
