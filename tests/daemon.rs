@@ -94,6 +94,7 @@ fn load(path: &Path) -> Loaded {
 
 /// A daemon in this process: its own connection pool and holder name.
 struct InProcess {
+    holder: String,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -101,10 +102,11 @@ struct InProcess {
 async fn start_daemon(loaded: &Loaded) -> InProcess {
     let store = Store::connect(&loaded.settings.database_url).await.unwrap();
     let ctx = Context::new(store, Arc::new(loaded.clone()));
+    let holder = ctx.holder.clone();
     let (stop, rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(progression_gateway::api::Metrics::new());
     let task = tokio::spawn(progression_gateway::daemon::serve(ctx, metrics, rx));
-    InProcess { stop, task }
+    InProcess { holder, stop, task }
 }
 
 impl InProcess {
@@ -198,7 +200,14 @@ steps = ["pull", "compute"]
             >= 4
     })
     .await;
+    // Then the first daemon goes away: the second carries on alone.
+    let (a_holder, b_holder) = (a.holder.clone(), b.holder.clone());
     a.stop().await;
+    let before = store.runs(1000, None).await.unwrap().len();
+    wait_for(&store, 30, |runs| {
+        runs.len() >= before + 2 && runs.iter().all(|r| r.outcome != Outcome::Running)
+    })
+    .await;
     b.stop().await;
     let runs = store.runs(1000, Some("busy")).await.unwrap();
     assert!(runs.len() >= 4, "only {} runs: {runs:#?}", runs.len());
@@ -225,10 +234,19 @@ steps = ["pull", "compute"]
     instants.sort();
     instants.dedup();
     assert_eq!(instants.len(), n, "a scheduled instant ran twice");
-    // Both daemons took part (they race for every instant).
-    let holders: std::collections::BTreeSet<&str> =
-        runs.iter().map(|r| r.holder.as_str()).collect();
-    println!("{} runs by {} daemons", runs.len(), holders.len());
+    // Only these two daemons ran it, and the second did (at least after the first stopped).
+    assert!(
+        runs.iter()
+            .all(|r| r.holder == a_holder || r.holder == b_holder)
+    );
+    assert!(runs.len() >= before + 2, "the second daemon carried on");
+    assert!(runs.iter().any(|r| r.holder == b_holder));
+    let by_a = runs.iter().filter(|r| r.holder == a_holder).count();
+    println!(
+        "{} runs: {by_a} by the first daemon, {} by the second",
+        runs.len(),
+        runs.len() - by_a
+    );
     store.close().await;
     sim.shutdown().await;
     drop_database(&server, &name).await;

@@ -5,8 +5,9 @@
 //! ([`crate::schedule::JobSchedule::next_after`], in the configured time zone), claims that
 //! scheduled instant together with the job's lease in the store ([`crate::run::Lease`]), runs
 //! the job's steps ([`crate::run::execute`]) and gives the lease back. A daemon that finds the
-//! instant claimed, or the lease held, by another daemon skips it: each scheduled run happens
-//! once, whichever daemon gets there first, and never two runs of a job at a time.
+//! instant claimed by another daemon skips it: each scheduled run happens once, whichever
+//! daemon gets there first, and never two runs of a job at a time. A daemon that finds the job
+//! busy with another run (an earlier instant, or a manual `run`) waits for it, then runs.
 //!
 //! Catching up: on start, and after a run that outlasted the next scheduled instant, a job
 //! with `catch_up` runs once for the latest scheduled instant it missed since the last one any
@@ -31,6 +32,9 @@ use std::time::Duration;
 /// The longest single sleep: the loop wakes at least this often to re-read the clock, so a
 /// clock step (NTP) delays a run by at most this much.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// How often a daemon retries a scheduled instant while the job is busy with another run.
+const BUSY_RETRY: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 
 /// Runs every configured job on its schedule, and the HTTP server of `[http]`, until `stop`
 /// fires; then returns once the runs in flight have finished their current step.
@@ -188,14 +192,31 @@ async fn occurrence(
     stop: &StopSignal,
 ) {
     let settings = &ctx.loaded.settings;
-    let lease = match Lease::claim(ctx, &job.name, Some(at), settings.daemon.lease).await {
-        Ok(Some(lease)) => lease,
-        Ok(None) => {
-            tracing::info!(message = "Run skipped: another daemon has it.", job = %job.name, scheduled_for = %at);
-            return;
+    let mut stop_wait = stop.clone();
+    let lease = loop {
+        match Lease::claim(ctx, &job.name, Some(at), settings.daemon.lease).await {
+            Ok(Some(lease)) => break lease,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(message = "Cannot claim the job.", job = %job.name, error = %e);
+                return;
+            }
         }
-        Err(e) => {
-            tracing::error!(message = "Cannot claim the job.", job = %job.name, error = %e);
+        // Claimed by another daemon: it runs (or ran) this instant. Otherwise the job is busy
+        // with an earlier run or a manual one: wait for it, then run this instant.
+        match ctx.store.last_scheduled(&job.name).await {
+            Ok(Some(claimed)) if claimed >= at => {
+                tracing::info!(message = "Run skipped: another daemon has it.", job = %job.name, scheduled_for = %at);
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(message = "Cannot read the job's lease.", job = %job.name, error = %e);
+                return;
+            }
+        }
+        tracing::debug!(message = "The job is busy; waiting for it.", job = %job.name, scheduled_for = %at);
+        if !sleep_until(Utc::now() + BUSY_RETRY, &mut stop_wait).await {
             return;
         }
     };

@@ -256,8 +256,6 @@ pub async fn execute(
             started_at: Utc::now(),
         })
         .await?;
-    let span = tracing::info_span!("run", id, job = %req.job);
-    let _ = &span;
     tracing::info!(
         message = "Run started.",
         run = id,
