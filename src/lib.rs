@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod app;
+mod bearer;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -15,7 +15,6 @@
 //! echoed. Store errors are logged with `tracing::warn` and never sent: they may name a
 //! database URL. The push router keeps its own token and body limit.
 
-mod auth;
 mod metrics;
 
 pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics, PREFIX as METRICS_PREFIX};
@@ -112,21 +111,24 @@ fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let verdict = auth::check(request.headers(), auth::digest(&state.token).as_ref());
+    let verdict = crate::bearer::check(
+        request.headers(),
+        crate::bearer::digest(&state.token).as_ref(),
+    );
     let (message, challenge) = match verdict {
-        auth::Verdict::Allowed => return next.run(request).await,
-        auth::Verdict::Missing => (
+        crate::bearer::Verdict::Allowed => return next.run(request).await,
+        crate::bearer::Verdict::Missing => (
             "An `Authorization: Bearer` token is required.",
             "Bearer realm=\"progression-gateway\"",
         ),
-        auth::Verdict::Wrong => (
+        crate::bearer::Verdict::Wrong => (
             "The bearer token is not valid for this endpoint.",
             "Bearer realm=\"progression-gateway\", error=\"invalid_token\"",
         ),
     };
     tracing::warn!(
         path = request.uri().path(),
-        token_given = verdict == auth::Verdict::Wrong,
+        token_given = verdict == crate::bearer::Verdict::Wrong,
         "Operations request refused: not authorized."
     );
     let mut response = json_error(StatusCode::UNAUTHORIZED, message);

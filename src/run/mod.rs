@@ -538,6 +538,17 @@ async fn compute_step(
     Ok(StepResult::new(counts, Vec::new(), false))
 }
 
+/// The delivery errors and rejected vouchers of a posting, as journal errors.
+fn delivery_errors(s: &PostSummary) -> Vec<String> {
+    let mut errors = s.delivery_errors.clone();
+    errors.extend(
+        s.vouchers_rejected
+            .iter()
+            .map(|r| format!("voucher {} rejected: {}", r.number, r.message)),
+    );
+    errors
+}
+
 fn counts_of(s: &PostSummary) -> RunCounts {
     RunCounts {
         vouchers_created: s.vouchers_created,
@@ -585,16 +596,9 @@ async fn post_step(ctx: &Context, req: &Request, state: &mut State) -> anyhow::R
         &mut summary,
     )
     .await?;
-    let mut errors = summary.delivery_errors.clone();
-    errors.extend(
-        summary
-            .vouchers_rejected
-            .iter()
-            .map(|r| format!("voucher {} rejected: {}", r.number, r.message)),
-    );
-    let counts = counts_of(&summary);
+    let result = StepResult::new(counts_of(&summary), delivery_errors(&summary), false);
     state.post = summary;
-    Ok(StepResult::new(counts, errors, false))
+    Ok(result)
 }
 
 async fn replies_step(
@@ -610,14 +614,11 @@ async fn replies_step(
     }
     let mut summary = PostSummary::default();
     post::read_replies(&ctx.store, &finance, &mut summary).await?;
-    let mut errors = summary.delivery_errors.clone();
-    errors.extend(
-        summary
-            .vouchers_rejected
-            .iter()
-            .map(|r| format!("voucher {} rejected: {}", r.number, r.message)),
-    );
-    Ok(StepResult::new(counts_of(&summary), errors, false))
+    Ok(StepResult::new(
+        counts_of(&summary),
+        delivery_errors(&summary),
+        false,
+    ))
 }
 
 async fn decisions_step(

@@ -1,18 +1,19 @@
-//! The bearer token of the operations endpoints, compared in constant time.
+//! Bearer tokens of the HTTP servers the gateway runs (the operations endpoints, the FHIR push
+//! endpoint), compared in constant time.
 
 use axum::http::{HeaderMap, header};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 /// SHA-256 of the expected token; `None` when it is empty (nobody is let in).
-pub(super) fn digest(token: &SecretString) -> Option<[u8; 32]> {
+pub(crate) fn digest(token: &SecretString) -> Option<[u8; 32]> {
     let token = token.expose_secret().as_bytes();
     (!token.is_empty()).then(|| Sha256::digest(token).into())
 }
 
 /// What the request's `Authorization` header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
+pub(crate) enum Verdict {
     /// The expected bearer token.
     Allowed,
     /// No `Authorization` header.
@@ -24,7 +25,7 @@ pub(super) enum Verdict {
 /// Checks the `Authorization: Bearer <token>` header against `expected`. Both sides are
 /// hashed with SHA-256 and the digests compared without an early exit, so the time taken does
 /// not depend on how much of the token is right.
-pub(super) fn check(headers: &HeaderMap, expected: Option<&[u8; 32]>) -> Verdict {
+pub(crate) fn check(headers: &HeaderMap, expected: Option<&[u8; 32]>) -> Verdict {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Verdict::Missing;
     };
