@@ -685,3 +685,104 @@ token_file = "http.token"
     store.close().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_removes_old_runs_and_archived_files_and_keeps_the_rest() {
+    let sim = sim_server(2, 5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let landing = dir.path().join("landing");
+    for sub in ["archive", "rejected"] {
+        std::fs::create_dir_all(landing.join(sub)).unwrap();
+    }
+    let path = config(
+        dir.path(),
+        &url,
+        &sim,
+        r#"
+[[source]]
+name = "landing"
+[source.files]
+dir = "landing"
+
+[[job]]
+name = "prune"
+schedule = "0 4 * * 0"
+steps = ["prune"]
+
+[retention]
+runs_days = 30
+files_days = 10
+"#,
+    );
+    let store = Store::connect(&url).await.unwrap();
+    // One run from 40 days ago, one from yesterday.
+    for days in [40, 1] {
+        let at = Utc::now() - chrono::Duration::days(days);
+        let id = store
+            .start_run(&progression_gateway::store::NewRun {
+                job: "nightly",
+                trigger: Trigger::Schedule,
+                scheduled_for: Some(at),
+                as_of: None,
+                dry_run: false,
+                holder: "old-daemon",
+                started_at: at,
+            })
+            .await
+            .unwrap();
+        store
+            .finish_run(id, at, Outcome::Ok, &Default::default(), &[])
+            .await
+            .unwrap();
+    }
+    // An archived and a rejected file from 20 days ago, an archived one from today.
+    for (name, age) in [
+        ("archive/old.json", "20 days ago"),
+        ("rejected/old.xml", "20 days ago"),
+        ("archive/new.json", "now"),
+    ] {
+        let file = landing.join(name);
+        std::fs::write(&file, "{}").unwrap();
+        let touched = Command::new("touch")
+            .args(["-d", age, file.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(touched.success());
+    }
+    let out = tokio::task::spawn_blocking(move || {
+        binary()
+            .args(["--config", path.to_str().unwrap(), "run", "--job", "prune"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["job"], "prune");
+    assert_eq!(report["counts"]["runs_pruned"], 1);
+    assert_eq!(report["counts"]["files_pruned"], 2);
+    assert!(landing.join("archive/new.json").exists());
+    assert!(!landing.join("archive/old.json").exists());
+    assert!(!landing.join("rejected/old.xml").exists());
+    let runs = store.runs(10, None).await.unwrap();
+    let jobs: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|r| (r.job.as_str(), r.holder.as_str()))
+        .collect();
+    assert_eq!(runs.len(), 2, "{jobs:?}");
+    assert_eq!(runs[0].job, "prune");
+    assert_eq!(runs[1].holder, "old-daemon");
+    assert!(
+        runs[1].started_at > Utc::now() - chrono::Duration::days(2),
+        "the recent run kept"
+    );
+    store.close().await;
+    sim.shutdown().await;
+}
