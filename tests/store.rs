@@ -1337,7 +1337,28 @@ async fn concurrent_claims_of_one_instant_have_one_winner(store: Store) {
 store_test!(concurrent_claims_of_one_instant_have_one_winner);
 
 async fn voucher_states_are_counted(store: Store) {
-    assert!(store.voucher_state_counts().await.unwrap().is_empty());
     store.ping().await.unwrap();
+    assert!(store.voucher_state_counts().await.unwrap().is_empty());
+    let made = store
+        .create_vouchers(2027, |first| {
+            Ok::<_, String>(
+                (0..3)
+                    .map(|i| voucher(VoucherNumber::new(2027, first + i), "nord", "1.00"))
+                    .collect(),
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .set_voucher_state(&made[0].number, VoucherState::Accepted, None, None)
+        .await
+        .unwrap();
+    let mut counts = store.voucher_state_counts().await.unwrap();
+    counts.sort();
+    assert_eq!(
+        counts,
+        vec![("accepted".to_owned(), 1), ("pending".to_owned(), 2)]
+    );
 }
 store_test!(voucher_states_are_counted);

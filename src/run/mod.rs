@@ -484,20 +484,29 @@ async fn pull_step(ctx: &Context, dry_run: bool) -> StepResult {
     }
 }
 
+/// Every citizen's history from the store and the courses as of the run's date.
+async fn load_computed(ctx: &Context, req: &Request) -> anyhow::Result<(Computed, Vec<Finding>)> {
+    let all = ctx.store.all_versions().await?;
+    let histories: Vec<CitizenHistory> = all.iter().map(|(_, v)| resolve_history(v)).collect();
+    let (courses, findings) = compute_all(&histories, &ctx.loaded.mappings, req.as_of);
+    Ok((
+        Computed {
+            all,
+            histories,
+            courses,
+        },
+        findings,
+    ))
+}
+
+/// The computation of an earlier `compute` step, or a fresh one when the job has none.
 async fn computed<'a>(
     ctx: &Context,
     req: &Request,
     state: &'a mut State,
 ) -> anyhow::Result<&'a Computed> {
     if state.computed.is_none() {
-        let all = ctx.store.all_versions().await?;
-        let histories: Vec<CitizenHistory> = all.iter().map(|(_, v)| resolve_history(v)).collect();
-        let (courses, _) = compute_all(&histories, &ctx.loaded.mappings, req.as_of);
-        state.computed = Some(Computed {
-            all,
-            histories,
-            courses,
-        });
+        state.computed = Some(load_computed(ctx, req).await?.0);
     }
     Ok(state.computed.as_ref().expect("computed above"))
 }
@@ -508,9 +517,8 @@ async fn compute_step(
     state: &mut State,
     findings: &mut Vec<Finding>,
 ) -> anyhow::Result<StepResult> {
-    let all = ctx.store.all_versions().await?;
-    let histories: Vec<CitizenHistory> = all.iter().map(|(_, v)| resolve_history(v)).collect();
-    let (courses, found) = compute_all(&histories, &ctx.loaded.mappings, req.as_of);
+    let (computed, found) = load_computed(ctx, req).await?;
+    let courses = &computed.courses;
     let flat: Vec<Course> = courses.iter().flatten().cloned().collect();
     let before = ctx.store.courses().await?;
     let old: HashMap<&str, &Course> = before.iter().map(|c| (c.id.0.as_str(), c)).collect();
@@ -530,11 +538,7 @@ async fn compute_step(
         ..RunCounts::default()
     };
     *findings = found;
-    state.computed = Some(Computed {
-        all,
-        histories,
-        courses,
-    });
+    state.computed = Some(computed);
     Ok(StepResult::new(counts, Vec::new(), false))
 }
 
