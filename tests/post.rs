@@ -131,6 +131,7 @@ async fn citizen_b(store: &Store, patient: &str) {
             reported_on: None,
             custodian_sor: None,
             deceased: false,
+            deceased_on: None,
             active: true,
         }),
     });

@@ -227,6 +227,7 @@ fn one_of_each_kind(c: &Pseudonym) -> Vec<Versioned> {
                 reported_on: None,
                 custodian_sor: Some("123456789012345".into()),
                 deceased: false,
+                deceased_on: None,
                 active: true,
             }),
         ),

@@ -45,8 +45,13 @@ pub struct CitizenRecord {
     pub reported_on: Option<NaiveDate>,
     /// SOR code of the custodian organisation (`managingOrganization`), used to find the team.
     pub custodian_sor: Option<String>,
-    /// The care system reports the citizen as deceased.
+    /// The care system reports the citizen as deceased (`deceasedBoolean: true` or any
+    /// `deceasedDateTime`).
     pub deceased: bool,
+    /// The local date of death where the sender gives one (`deceasedDateTime`); without it the
+    /// day of death is the local date of the first report saying deceased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deceased_on: Option<NaiveDate>,
     /// `false` withdraws the citizen's reported data.
     pub active: bool,
 }

@@ -360,6 +360,7 @@ mod tests {
                 reported_on: None,
                 custodian_sor: None,
                 deceased: false,
+                deceased_on: None,
                 active,
             })
         };

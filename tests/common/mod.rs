@@ -350,6 +350,7 @@ impl HistoryBuilder {
             reported_on: None,
             custodian_sor: Some(sor.into()),
             deceased: false,
+            deceased_on: None,
             active: true,
         });
         self

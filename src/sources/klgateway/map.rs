@@ -534,6 +534,7 @@ impl Report<'_, '_> {
                 reported_on: Some(self.timestamp.with_timezone(&self.tz()).date_naive()),
                 custodian_sor,
                 deceased,
+                deceased_on: None,
                 active,
             }),
         );
