@@ -6,9 +6,7 @@
 
 use crate::config::{self, Loaded, LogFormat};
 use crate::domain::Track;
-use crate::model::{
-    CitizenHistory, Course, DailyTariff, Finding, compute_all, income, resolve_history, round_money,
-};
+use crate::model::{CitizenHistory, Course, DailyTariff, Finding, round_money};
 use crate::store::Store;
 use anyhow::Context;
 use chrono::NaiveDate;
@@ -550,19 +548,24 @@ async fn post(
     let now = chrono::Utc::now().with_timezone(&tz).naive_local();
     let as_of = as_of.unwrap_or_else(|| now.date() - chrono::Days::new(1));
     let store = open_store(loaded, database).await?;
-    let (summary, findings) = crate::sinks::post::nightly(
-        &store,
-        &loaded.settings,
-        &loaded.mappings,
-        as_of,
-        now,
-        dry_run,
-    )
-    .await?;
-    report_findings(&findings);
+    let ctx = crate::run::Context::new(store.clone(), std::sync::Arc::new(loaded.clone()));
+    let Some(report) = crate::run::post_now(&ctx, as_of, now, dry_run).await? else {
+        eprintln!(
+            "error: the nightly job is running in another process; try again when it is done"
+        );
+        return Ok(EXIT_FAILURE);
+    };
+    report_findings(&report.findings);
+    let summary = report.post;
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &summary)?;
     writeln!(out)?;
+    if report.outcome == crate::store::Outcome::Failed {
+        for e in &report.errors {
+            eprintln!("error: {e}");
+        }
+        return Ok(EXIT_FAILURE);
+    }
     if dry_run {
         return Ok(EXIT_OK);
     }
@@ -741,15 +744,6 @@ async fn runs(
     Ok(EXIT_OK)
 }
 
-/// Every citizen's resolved history, from the store.
-async fn histories(store: &Store) -> anyhow::Result<Vec<CitizenHistory>> {
-    let grouped = store.all_versions().await?;
-    Ok(grouped
-        .iter()
-        .map(|(_, versions)| resolve_history(versions))
-        .collect())
-}
-
 fn report_findings(findings: &[Finding]) {
     for f in findings {
         tracing::debug!(message = "Data-quality finding.", finding = %f);
@@ -776,14 +770,11 @@ async fn budget(
 ) -> anyhow::Result<u8> {
     anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
     let store = open_store(loaded, database).await?;
-    let histories = histories(&store).await?;
-    let (courses, mut findings) = compute_all(&histories, &loaded.mappings, to);
-    let report = income(
-        histories.iter().zip(courses.iter().map(Vec::as_slice)),
-        &loaded.mappings,
-        from,
-        to,
-    );
+    // A projection: recorded decisions are read, new ones are decided but not recorded.
+    let eval =
+        crate::pipeline::evaluate(&store, &loaded.mappings, loaded.settings.time_zone, to).await?;
+    let report = eval.income(&loaded.mappings, from, to);
+    let mut findings = eval.findings.clone();
     findings.extend(report.findings);
     report_findings(&findings);
     let rows: Vec<BudgetRow> = report
@@ -901,15 +892,30 @@ async fn courses(
     format: CoursesFormat,
 ) -> anyhow::Result<u8> {
     let store = open_store(loaded, database).await?;
-    let histories = histories(&store).await?;
-    let horizon = until.or_else(|| latest_known_day(&histories));
-    let (courses, findings) = match horizon {
-        Some(h) => compute_all(&histories, &loaded.mappings, h),
-        None => (Vec::new(), Vec::new()),
+    let tz = loaded.settings.time_zone;
+    let horizon = match until {
+        Some(h) => Some(h),
+        None => {
+            let first = crate::pipeline::evaluate_with(
+                store.all_versions().await?,
+                Vec::new(),
+                &loaded.mappings,
+                tz,
+                NaiveDate::MIN,
+            );
+            latest_known_day(&first.histories)
+        }
     };
-    report_findings(&findings);
-    let all: Vec<Course> = courses.into_iter().flatten().collect();
-    store.replace_courses(&all).await?;
+    let all: Vec<Course> = match horizon {
+        Some(h) => {
+            let eval = crate::pipeline::evaluate(&store, &loaded.mappings, tz, h).await?;
+            report_findings(&eval.findings);
+            // Decisions made now are recorded, as by the nightly run.
+            eval.record(&store, h).await?;
+            eval.all_courses()
+        }
+        None => Vec::new(),
+    };
     let rows: Vec<CourseRow<'_>> = all.iter().map(CourseRow::from).collect();
     let mut out = std::io::stdout().lock();
     match format {

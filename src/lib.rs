@@ -18,6 +18,7 @@ pub mod demo;
 pub mod domain;
 pub mod mapping;
 pub mod model;
+pub mod pipeline;
 pub mod run;
 pub mod schedule;
 pub mod sim;

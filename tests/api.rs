@@ -358,6 +358,7 @@ async fn without_a_store_readiness_fails_and_metrics_still_serve_the_process_cou
         errors: vec![],
         findings: vec![],
         interrupted: false,
+        post: Default::default(),
     });
     server.store.close().await;
 
@@ -408,6 +409,7 @@ async fn metrics_carry_the_process_counters_and_what_the_store_holds() {
         errors: vec!["an error".to_owned(); errors],
         findings: vec![],
         interrupted: false,
+        post: Default::default(),
     };
     server.metrics.observe(&report(
         "nightly",

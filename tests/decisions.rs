@@ -48,6 +48,8 @@ fn course(id: &str, citizen: char, track: Track, kind: CourseKind, tariff: &str)
         planned_end: day("2026-04-04"),
         end: day("2026-04-04"),
         end_reason: EndReason::Planned,
+        rule: String::new(),
+        revision: 1,
     }
 }
 

@@ -164,7 +164,7 @@ async fn the_summary_agrees_with_the_store_the_books_and_the_care_system() {
         .await
         .unwrap()
         .into_iter()
-        .map(|(who, v)| (who, resolve_history(&v)))
+        .map(|(who, v)| (who, resolve_history(&v, chrono_tz::Europe::Copenhagen)))
         .collect();
     let courses = store.courses().await.unwrap();
     assert_eq!(courses.len() as u64, summary.run.counts.courses);

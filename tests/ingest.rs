@@ -268,7 +268,10 @@ async fn a_roster_assigns_teams_by_cpr_and_withdraws_lines_that_disappear() {
         .settings
         .pseudonym_key
         .citizen(&Cpr::parse("0101501234").unwrap());
-    let h = resolve_history(&ing.store().versions(&who).await.unwrap());
+    let h = resolve_history(
+        &ing.store().versions(&who).await.unwrap(),
+        chrono_tz::Europe::Copenhagen,
+    );
     assert_eq!(h.assignments.len(), 2);
     assert_eq!(h.assignments[1].team, TeamId::parse("syd").unwrap());
     // No CPR number in the store.
@@ -285,7 +288,10 @@ async fn a_roster_assigns_teams_by_cpr_and_withdraws_lines_that_disappear() {
     roster::sync(ing.store(), &path, &l.settings.pseudonym_key, &l.mappings)
         .await
         .unwrap();
-    let h = resolve_history(&ing.store().versions(&who).await.unwrap());
+    let h = resolve_history(
+        &ing.store().versions(&who).await.unwrap(),
+        chrono_tz::Europe::Copenhagen,
+    );
     assert_eq!(h.assignments.len(), 1);
     assert_eq!(h.assignments[0].to, None);
 
@@ -322,7 +328,10 @@ async fn a_roster_assigns_teams_by_cpr_and_withdraws_lines_that_disappear() {
     roster::sync(patient_store, &path, &l.settings.pseudonym_key, &l.mappings)
         .await
         .unwrap();
-    let h = resolve_history(&ing.store().versions(&patient_id.1).await.unwrap());
+    let h = resolve_history(
+        &ing.store().versions(&patient_id.1).await.unwrap(),
+        chrono_tz::Europe::Copenhagen,
+    );
     assert_eq!(h.assignments.len(), 1);
     assert_eq!(h.assignments[0].team, TeamId::parse("syd").unwrap());
 

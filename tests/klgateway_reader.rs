@@ -375,7 +375,7 @@ fn jens_hansen_new_2_holds_the_follow_up_with_its_result_and_plans_the_next() {
     // Over both reports the planned follow-up is replaced by the held one.
     let mut all = report("DeliveryReport-JensHansen-new-1", Format::Json).versions;
     all.extend(r.versions);
-    let h = resolve_history(&all);
+    let h = resolve_history(&all, chrono_tz::Europe::Copenhagen);
     let held = h
         .follow_ups
         .iter()
@@ -449,7 +449,7 @@ fn personal_care_level_goes_from_3_to_2_and_both_assessments_are_kept() {
     // The newer report first: the order of arrival does not matter.
     let mut all: Vec<Versioned> = new_3.versions.clone();
     all.extend(new_1.versions.clone());
-    let h = resolve_history(&all);
+    let h = resolve_history(&all, chrono_tz::Europe::Copenhagen);
     let kept: Vec<_> = h
         .assessments
         .iter()
@@ -514,7 +514,7 @@ fn peter_olsen_new_5_completes_the_nursing_grant() {
     assert_eq!(r.versions.len(), 2);
     let mut all = report("DeliveryReport-PeterOlsen-new-1", Format::Xml).versions;
     all.extend(r.versions);
-    let h = resolve_history(&all);
+    let h = resolve_history(&all, chrono_tz::Europe::Copenhagen);
     assert_eq!(h.grants.len(), 1);
     assert_eq!(h.grants[0].status, GrantStatus::Completed);
     assert_eq!(h.grants[0].end, Some(d("2021-02-17")));
@@ -653,7 +653,7 @@ fn a_deceased_citizen_gets_a_termination_on_the_local_date_of_the_first_report()
         assert_eq!(termination.version_at, t("2021-02-24T23:30:00Z"));
         let mut all = again.versions.clone();
         all.extend(first.versions.clone());
-        let h = resolve_history(&all);
+        let h = resolve_history(&all, chrono_tz::Europe::Copenhagen);
         assert_eq!(h.terminations.len(), 1);
         assert_eq!(h.terminations[0].on, d("2021-02-25"));
         assert_eq!(h.terminations[0].reason, TerminationReason::Death);
@@ -682,7 +682,7 @@ fn an_inactive_patient_withdraws_the_citizens_data() {
         assert_eq!(r.counts.withdrawn, 1);
         let mut all = report("DeliveryReport-JensHansen-new-1", format).versions;
         all.extend(r.versions);
-        let h = resolve_history(&all);
+        let h = resolve_history(&all, chrono_tz::Europe::Copenhagen);
         assert!(h.grants.is_empty() && h.assessments.is_empty());
     }
 }
@@ -709,7 +709,11 @@ fn entered_in_error_withdraws_the_grant() {
         );
         let mut all = report("DeliveryReport-PeterOlsen-new-1", format).versions;
         all.extend(r.versions);
-        assert!(resolve_history(&all).grants.is_empty());
+        assert!(
+            resolve_history(&all, chrono_tz::Europe::Copenhagen)
+                .grants
+                .is_empty()
+        );
     }
 }
 

@@ -126,7 +126,7 @@ fn records(n: u32, events: &[Event]) -> Vec<Versioned> {
 }
 
 fn history(n: u32, events: &[Event]) -> CitizenHistory {
-    resolve_history(&records(n, events))
+    resolve_history(&records(n, events), chrono_tz::Europe::Copenhagen)
 }
 
 fn horizon() -> NaiveDate {
@@ -292,13 +292,13 @@ proptest! {
             batches.swap(i, (seed >> 33) as usize % (i + 1));
         }
         let received: Vec<Versioned> = batches.into_iter().flatten().collect();
-        let whole = resolve_history(&versions);
-        let split = resolve_history(&received);
+        let whole = resolve_history(&versions, chrono_tz::Europe::Copenhagen);
+        let split = resolve_history(&received, chrono_tz::Europe::Copenhagen);
         let income_of = |h: &CitizenHistory| {
             let cs = compute_courses(h, &m, horizon()).courses;
             income([(h, cs.as_slice())], &m, day(0), horizon()).lines
         };
-        let newest_only = resolve_history(&records(1, &events));
+        let newest_only = resolve_history(&records(1, &events), chrono_tz::Europe::Copenhagen);
         prop_assert_eq!(income_of(&whole), income_of(&split));
         prop_assert_eq!(income_of(&newest_only), income_of(&split));
     }

@@ -16,7 +16,7 @@ use progression_gateway::sinks::decisions::DecisionsConfig;
 use progression_gateway::sinks::finance::VoucherState;
 use progression_gateway::sinks::finance::opus::OpusSettings;
 use progression_gateway::sinks::finance::transport::{HttpConfig, SftpConfig, TransportConfig};
-use progression_gateway::sinks::post::{FileFormat, FinanceSettings, PostSummary, nightly};
+use progression_gateway::sinks::post::{FileFormat, FinanceSettings, PostSummary};
 use progression_gateway::store::Store;
 use rust_decimal::Decimal;
 use std::path::{Path, PathBuf};
@@ -73,17 +73,7 @@ impl Night {
     async fn run(&self, as_of: &str) -> PostSummary {
         let as_of: NaiveDate = as_of.parse().unwrap();
         let now = as_of.succ_opt().unwrap().and_hms_opt(2, 30, 0).unwrap();
-        let (summary, _) = nightly(
-            &self.store,
-            &self.loaded.settings,
-            &self.loaded.mappings,
-            as_of,
-            now,
-            false,
-        )
-        .await
-        .unwrap();
-        summary
+        post_now(&self.store, &self.loaded, as_of, now, false).await
     }
 
     /// The finance system's nightly batch: books what arrived and writes replies.
@@ -378,16 +368,14 @@ async fn a_dry_run_shows_the_vouchers_and_decisions_and_changes_nothing() {
     night.loaded.settings.decisions = Some(DecisionsConfig::new(care.base_url.clone()));
     citizen_b(&night.store, "patient-b").await;
     let as_of: NaiveDate = "2027-01-10".parse().unwrap();
-    let (summary, _) = nightly(
+    let summary = post_now(
         &night.store,
-        &night.loaded.settings,
-        &night.loaded.mappings,
+        &night.loaded,
         as_of,
         as_of.and_hms_opt(23, 0, 0).unwrap(),
         true,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(summary.dry_run_vouchers.len(), 1);
     assert_eq!(summary.dry_run_vouchers[0].number.0, "PG27000001");
     assert_eq!(summary.dry_run_vouchers[0].amount.to_string(), "2600.00");
@@ -395,4 +383,22 @@ async fn a_dry_run_shows_the_vouchers_and_decisions_and_changes_nothing() {
     assert!(night.store.vouchers().await.unwrap().is_empty());
     assert_eq!(std::fs::read_dir(&night.inbox).unwrap().count(), 0);
     assert_eq!(care.writes(), 0);
+}
+
+/// One `post` as the command does it (the pipeline's compute, post, replies and decisions
+/// steps, journaled under the nightly lease).
+async fn post_now(
+    store: &progression_gateway::store::Store,
+    loaded: &progression_gateway::config::Loaded,
+    as_of: NaiveDate,
+    now: chrono::NaiveDateTime,
+    dry_run: bool,
+) -> PostSummary {
+    let ctx =
+        progression_gateway::run::Context::new(store.clone(), std::sync::Arc::new(loaded.clone()));
+    let report = progression_gateway::run::post_now(&ctx, as_of, now, dry_run)
+        .await
+        .unwrap()
+        .expect("no other process holds the lease");
+    report.post
 }

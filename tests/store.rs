@@ -312,6 +312,8 @@ fn course(c: &Pseudonym, track: Track, start: &str, amount: &str) -> Course {
         planned_end: day(start) + chrono::Days::new(89),
         end: day(start) + chrono::Days::new(89),
         end_reason: EndReason::Planned,
+        rule: "development: test".into(),
+        revision: 1,
     }
 }
 
@@ -378,7 +380,7 @@ async fn every_record_kind_round_trips(store: Store) {
 
     assert_eq!(store.citizens().await.unwrap(), vec![c.clone()]);
     assert!(store.versions(&citizen(1)).await.unwrap().is_empty());
-    let h = resolve_history(&stored);
+    let h = resolve_history(&stored, chrono_tz::Europe::Copenhagen);
     assert_eq!(h.grants.len(), 1);
     assert_eq!(h.visits.len(), 1);
     assert_eq!(h.assessments.len(), 1);
@@ -509,7 +511,7 @@ async fn an_older_version_arriving_late_does_not_replace_the_newer(store: Store)
         vec![newer.clone(), older],
         "both kept, in receipt order"
     );
-    let h = resolve_history(&stored);
+    let h = resolve_history(&stored, chrono_tz::Europe::Copenhagen);
     let Record::Grant(expected) = newer.record else {
         unreachable!()
     };
@@ -551,7 +553,7 @@ async fn every_assessment_version_is_kept(store: Store) {
 
     let stored = store.versions(&c).await.unwrap();
     assert_eq!(stored.len(), 2);
-    let h = resolve_history(&stored);
+    let h = resolve_history(&stored, chrono_tz::Europe::Copenhagen);
     assert_eq!(h.assessments, vec![first, reassessed]);
     let levels: Vec<u8> = h
         .assessments
@@ -580,9 +582,12 @@ async fn a_withdrawn_version_removes_the_record(store: Store) {
     );
     store.put_batch(&[live.clone(), kept], None).await.unwrap();
     assert_eq!(
-        resolve_history(&store.versions(&c).await.unwrap())
-            .grants
-            .len(),
+        resolve_history(
+            &store.versions(&c).await.unwrap(),
+            chrono_tz::Europe::Copenhagen
+        )
+        .grants
+        .len(),
         2
     );
 
@@ -597,7 +602,7 @@ async fn a_withdrawn_version_removes_the_record(store: Store) {
     let stored = store.versions(&c).await.unwrap();
     assert_eq!(stored.len(), 3);
     assert!(stored[2].withdrawn);
-    let h = resolve_history(&stored);
+    let h = resolve_history(&stored, chrono_tz::Europe::Copenhagen);
     let ids: Vec<&str> = h.grants.iter().map(|g| g.source_id.as_str()).collect();
     assert_eq!(ids, ["grant-kept"]);
 }

@@ -32,6 +32,11 @@ struct JobOutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -48,6 +53,7 @@ pub struct Metrics {
     vouchers_accepted: Counter,
     vouchers_rejected: Counter,
     decisions_written: Counter,
+    findings: Family<KindLabels, Gauge>,
 }
 
 impl Metrics {
@@ -81,6 +87,23 @@ impl Metrics {
         self.vouchers_accepted.inc_by(c.vouchers_accepted);
         self.vouchers_rejected.inc_by(c.vouchers_rejected);
         self.decisions_written.inc_by(c.decisions_written);
+        if report.counts.courses > 0 || !report.findings.is_empty() {
+            // The latest computation's findings by kind; kinds it no longer has go to zero.
+            let mut by_kind: std::collections::BTreeMap<&str, i64> = crate::model::Finding::KINDS
+                .iter()
+                .map(|k| (*k, 0))
+                .collect();
+            for f in &report.findings {
+                *by_kind.entry(f.kind()).or_default() += 1;
+            }
+            for (kind, n) in by_kind {
+                self.findings
+                    .get_or_create(&KindLabels {
+                        kind: kind.to_owned(),
+                    })
+                    .set(n);
+            }
+        }
     }
 
     /// Registers the counters (shared, not copied) in `registry`. Counter names get `_total`
@@ -125,6 +148,11 @@ impl Metrics {
             "errors",
             "Errors reported by this process's runs, by job.",
             self.errors.clone(),
+        );
+        registry.register(
+            "findings",
+            "Data-quality findings of the latest computation by this process, by kind.",
+            self.findings.clone(),
         );
     }
 }
@@ -284,6 +312,7 @@ mod tests {
             errors: vec!["one".into()],
             findings: Vec::new(),
             interrupted: false,
+            post: Default::default(),
         });
         let at = DateTime::from_timestamp(1_800_000_000, 500_000_000).unwrap();
         let store = StoreGauges {

@@ -236,6 +236,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let mut summary = summary::collect(
         &store,
         &loaded.mappings,
+        loaded.settings.time_zone,
         &report,
         summary::Scope {
             citizens: opts.citizens,

@@ -128,13 +128,7 @@ pub struct RunSummary {
 
 /// The kind name of a finding (its serde tag).
 pub fn finding_kind(f: &Finding) -> &'static str {
-    match f {
-        Finding::UnknownCode { .. } => "unknown_code",
-        Finding::NoTariffTable { .. } => "no_tariff_table",
-        Finding::NoNeedGroup { .. } => "no_need_group",
-        Finding::NoIndividualRule { .. } => "no_individual_rule",
-        Finding::DaysWithoutTeam { .. } => "days_without_team",
-    }
+    f.kind()
 }
 
 /// What the summary is computed for.
@@ -169,6 +163,7 @@ impl Acc {
 pub(crate) async fn collect(
     store: &Store,
     mappings: &Mappings,
+    tz: chrono_tz::Tz,
     report: &Report,
     scope: Scope,
 ) -> anyhow::Result<Summary> {
@@ -177,7 +172,7 @@ pub(crate) async fn collect(
         .all_versions()
         .await?
         .into_iter()
-        .map(|(who, versions)| (who, resolve_history(&versions)))
+        .map(|(who, versions)| (who, resolve_history(&versions, tz)))
         .collect();
     let mut courses: HashMap<Pseudonym, Vec<Course>> = HashMap::new();
     for c in store.courses().await? {

@@ -257,6 +257,14 @@ pub struct TariffTable {
 }
 
 impl TariffTable {
+    /// sha256 (hex) of the table's content: what a recorded decision names, so an edited
+    /// table is noticed.
+    pub fn content_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let json = serde_json::to_string(self).expect("a tariff table serializes");
+        hex::encode(Sha256::digest(json.as_bytes()))
+    }
+
     /// The group a score falls in.
     pub fn group_for(&self, score: u32) -> Option<&NeedGroup> {
         self.groups.iter().find(|g| g.contains(score))
@@ -282,6 +290,13 @@ impl TariffBook {
             .iter()
             .filter(|t| t.track == track && t.year <= day.year())
             .max_by_key(|t| t.year)
+    }
+
+    /// The table of `track` and `year`, if there is one.
+    pub fn table(&self, track: Track, year: i32) -> Option<&TariffTable> {
+        self.tables
+            .iter()
+            .find(|t| t.track == track && t.year == year)
     }
 
     /// All tables.

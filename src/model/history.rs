@@ -4,8 +4,10 @@ use crate::domain::{
     AcuteDelivery, Assessment, CitizenRecord, FollowUp, Goal, Grant, Pseudonym, TeamAssignment,
     Termination, Visit,
 };
-use chrono::{DateTime, Utc};
+use crate::domain::{GrantStatus, SourceId, TerminationReason};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One received record of any kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,51 +136,158 @@ pub struct Versioned {
     pub record: Record,
 }
 
+/// One version of a record that a decision read: what `explain` shows and what the ledger
+/// compares to see whether a recorded decision still stands on the same evidence.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The record's kind.
+    pub kind: RecordKind,
+    /// The source it came from.
+    pub source: String,
+    /// The record's id in its source (a grant's or goal's id, a condition's id).
+    pub id: String,
+    /// The version's instant.
+    pub version_at: DateTime<Utc>,
+    /// sha256 of the version's content (as the store hashes it), shortened to 16 bytes; empty
+    /// where the history was built without versions (tests).
+    pub hash: String,
+}
+
+/// A version of a grant with when it was known: the ledger reads a grant as it was known on a
+/// course's start day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantVersion {
+    /// The grant as this version says.
+    pub grant: Grant,
+    /// The version's instant.
+    pub version_at: DateTime<Utc>,
+    /// Its local date.
+    pub version_on: NaiveDate,
+    /// Where the grant was first reported (the instant of its earliest version).
+    pub first_reported_at: DateTime<Utc>,
+    /// The evidence of this version.
+    pub evidence: Evidence,
+}
+
 /// A citizen's history resolved for the model: the current version of each record, every
-/// version of each assessment, withdrawn records left out.
+/// version of each assessment, goal and grant, withdrawn records left out.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CitizenHistory {
     /// The citizen.
     pub citizen: Option<Pseudonym>,
     /// Latest version of the citizen record.
     pub profile: Option<CitizenRecord>,
-    /// Current version of each grant.
+    /// Current version of each grant; a revoked or completed grant without an end ends on the
+    /// local date of the first version that said so.
     pub grants: Vec<Grant>,
+    /// Every live version of each live grant, by grant and version instant (empty for a
+    /// history built by hand: the current versions then stand for themselves).
+    pub grant_versions: Vec<GrantVersion>,
     /// Every assessment (each version of each condition), oldest first.
     pub assessments: Vec<Assessment>,
-    /// Current version of each goal.
+    /// Every version of each goal (a version's `set_on` is the local date it was reported on),
+    /// by `set_on`; the version in force on a day is the latest one set on or before it.
     pub goals: Vec<Goal>,
+    /// The evidence of each version in `goals`, index for index (empty for a history built
+    /// by hand).
+    pub goal_evidence: Vec<Evidence>,
     /// Current version of each visit.
     pub visits: Vec<Visit>,
-    /// Termination events, earliest first.
+    /// Termination events, earliest first: those of the events source and a death the
+    /// citizen records report.
     pub terminations: Vec<Termination>,
     /// Current version of each acute delivery.
     pub acute: Vec<AcuteDelivery>,
     /// Current version of each follow-up.
     pub follow_ups: Vec<FollowUp>,
-    /// Team assignments from rosters.
+    /// Team assignments from rosters, by first day and then version instant (so of two
+    /// assignments from the same day, the later reported comes last and wins).
     pub assignments: Vec<TeamAssignment>,
-    /// The custodian SOR code by the local date it was reported on, earliest first (`None`
-    /// date: known without a date, applies from the start).
+    /// The custodian SOR code by the local date it was reported on, in order of date and then
+    /// version instant (`None` date: known without a date, applies from the start). Of two
+    /// reports the same day, the later one comes last and wins.
     pub custodians: Vec<(Option<chrono::NaiveDate>, Option<String>)>,
+    /// The evidence of every live version, by kind, record key and version instant.
+    pub evidence: BTreeMap<(RecordKind, String, DateTime<Utc>), Evidence>,
 }
 
-/// Resolves a citizen's stored versions into the history the model computes from.
+impl CitizenHistory {
+    /// The evidence of an assessment (a condition's version).
+    pub fn assessment_evidence(&self, a: &Assessment) -> Evidence {
+        self.evidence_of(
+            RecordKind::Assessment,
+            a.condition_id.as_str(),
+            a.assessed_at,
+        )
+    }
+
+    /// The evidence of the goal version at `index` in `goals`.
+    pub fn goal_evidence(&self, index: usize) -> Evidence {
+        self.goal_evidence.get(index).cloned().unwrap_or_else(|| {
+            let g = &self.goals[index];
+            Evidence {
+                kind: RecordKind::Goal,
+                source: String::new(),
+                id: g.source_id.to_string(),
+                version_at: g
+                    .set_on
+                    .and_hms_opt(0, 0, 0)
+                    .map_or(DateTime::<Utc>::MIN_UTC, |t| t.and_utc()),
+                hash: String::new(),
+            }
+        })
+    }
+
+    fn evidence_of(&self, kind: RecordKind, key: &str, at: DateTime<Utc>) -> Evidence {
+        self.evidence
+            .get(&(kind, key.to_owned(), at))
+            .cloned()
+            .unwrap_or_else(|| Evidence {
+                kind,
+                source: String::new(),
+                id: key.to_owned(),
+                version_at: at,
+                hash: String::new(),
+            })
+    }
+}
+
+/// sha256 of a version as the store hashes it, shortened to 16 bytes of hex.
+pub fn version_hash(v: &Versioned) -> String {
+    use sha2::{Digest, Sha256};
+    let payload = serde_json::to_string(&v.record).unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(payload.as_bytes());
+    h.update(if v.withdrawn {
+        b"\nwithdrawn=true".as_slice()
+    } else {
+        b"\nwithdrawn=false".as_slice()
+    });
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Resolves a citizen's stored versions into the history the model computes from. `tz` is
+/// the municipality's time zone: a version's local date is its instant's date there.
 ///
 /// - the current version of a record is the one with the latest `version_at` (on a tie, the
-///   one later in `versions`, i.e. received later); a termination is the exception: its
-///   *first* report counts (the day of death is the day it was first reported), so its current
-///   version is the earliest one;
-/// - a record whose current version is withdrawn is left out;
-/// - every version of an assessment is kept (a re-assessment never overwrites the level before
-///   it), unless that version itself is withdrawn or the current version of its condition is;
+///   one later in `versions`, i.e. received later);
+/// - a record whose current version is withdrawn is left out (it never was);
+/// - every version of an assessment, a goal and a grant is kept (a decision reads the
+///   version in force on its start day), unless that version itself is withdrawn or the
+///   current version of its record is;
+/// - a termination's first report counts (the day of an event is the day it was first
+///   reported), so its current version is the earliest one, unless a later version
+///   withdraws it;
+/// - a death comes from the citizen record: while its current version says deceased, the
+///   citizen died on `deceased_on` where the sender gave it, otherwise on the local date of
+///   the first report (of the latest run of reports) saying so; a later report saying not
+///   deceased undoes it;
+/// - a revoked or completed grant without an end ends on the local date of the first version
+///   that says so;
 /// - if the citizen's current record says `active = false`, the citizen's reported data is
 ///   withdrawn and the history is empty but for that record.
-pub fn resolve_history(versions: &[Versioned]) -> CitizenHistory {
-    use std::collections::BTreeMap;
-
-    // All versions per (kind, source, key), in receipt order; the current one is the latest
-    // `version_at`, the later received on a tie.
+pub fn resolve_history(versions: &[Versioned], tz: chrono_tz::Tz) -> CitizenHistory {
+    // All versions per (kind, source, key), in order of version instant (ties: receipt order).
     let mut things: BTreeMap<(RecordKind, &str, String), Vec<&Versioned>> = BTreeMap::new();
     for v in versions {
         things
@@ -186,51 +295,107 @@ pub fn resolve_history(versions: &[Versioned]) -> CitizenHistory {
             .or_default()
             .push(v);
     }
+    for all in things.values_mut() {
+        all.sort_by_key(|v| v.version_at);
+    }
+    let local = |at: DateTime<Utc>| at.with_timezone(&tz).date_naive();
     let mut h = CitizenHistory {
         citizen: versions.first().map(|v| v.record.citizen().clone()),
         ..CitizenHistory::default()
     };
     let mut profile_at = None;
-    for all in things.values() {
-        // The latest version is current; for a termination the first report is.
-        let first_report_counts = matches!(all[0].record, Record::Termination(_));
-        let v = all
-            .iter()
-            .copied()
-            .reduce(|best, v| {
-                let replaces = if first_report_counts {
-                    v.version_at < best.version_at
-                } else {
-                    v.version_at >= best.version_at
-                };
-                if replaces { v } else { best }
-            })
-            .expect("every entry has a version");
-        if v.withdrawn {
+    let mut custodians: Vec<(Option<NaiveDate>, DateTime<Utc>, Option<String>)> = Vec::new();
+    let mut assignments: Vec<(DateTime<Utc>, TeamAssignment)> = Vec::new();
+    let mut citizen_versions: Vec<&Versioned> = Vec::new();
+    let mut goals: Vec<(Goal, Evidence)> = Vec::new();
+    for ((kind, source, key), all) in &things {
+        let evidence = |v: &Versioned| Evidence {
+            kind: *kind,
+            source: (*source).to_owned(),
+            id: key.clone(),
+            version_at: v.version_at,
+            hash: version_hash(v),
+        };
+        let current = *all.last().expect("every entry has a version");
+        if current.withdrawn {
             continue;
         }
-        match &v.record {
+        let live = || all.iter().copied().filter(|w| !w.withdrawn);
+        for w in live() {
+            h.evidence
+                .insert((*kind, key.clone(), w.version_at), evidence(w));
+        }
+        match &current.record {
             Record::Citizen(r) => {
-                if profile_at.is_none_or(|at| v.version_at >= at) {
-                    profile_at = Some(v.version_at);
+                if profile_at.is_none_or(|at| current.version_at >= at) {
+                    profile_at = Some(current.version_at);
                     h.profile = Some(r.clone());
                 }
-                for w in all.iter().filter(|w| !w.withdrawn) {
+                for w in live() {
+                    citizen_versions.push(w);
                     if let Record::Citizen(c) = &w.record {
-                        h.custodians.push((c.reported_on, c.custodian_sor.clone()));
+                        custodians.push((c.reported_on, w.version_at, c.custodian_sor.clone()));
                     }
                 }
             }
-            Record::Grant(r) => h.grants.push(r.clone()),
+            Record::Grant(_) => {
+                let first_reported_at = all[0].version_at;
+                let mut ended_on: Option<NaiveDate> = None;
+                for w in live() {
+                    if let Record::Grant(g) = &w.record {
+                        // The first version saying revoked or completed gives the end.
+                        if matches!(g.status, GrantStatus::Revoked | GrantStatus::Completed) {
+                            ended_on.get_or_insert(local(w.version_at));
+                        } else {
+                            ended_on = None;
+                        }
+                        let mut g = g.clone();
+                        if g.end.is_none()
+                            && let Some(on) = ended_on
+                        {
+                            g.end = Some(on);
+                        }
+                        h.grant_versions.push(GrantVersion {
+                            grant: g,
+                            version_at: w.version_at,
+                            version_on: local(w.version_at),
+                            first_reported_at,
+                            evidence: evidence(w),
+                        });
+                    }
+                }
+                if let Some(last) = h.grant_versions.last() {
+                    h.grants.push(last.grant.clone());
+                }
+            }
             Record::Visit(r) => h.visits.push(r.clone()),
-            Record::Goal(r) => h.goals.push(r.clone()),
-            Record::Termination(r) => h.terminations.push(r.clone()),
-            Record::Assignment(r) => h.assignments.push(r.clone()),
+            Record::Goal(_) => {
+                for w in live() {
+                    if let Record::Goal(g) = &w.record {
+                        goals.push((g.clone(), evidence(w)));
+                    }
+                }
+            }
+            Record::Termination(_) => {
+                // The first live report counts.
+                let first = live().next().expect("the current version is live");
+                if let Record::Termination(t) = &first.record {
+                    // Deaths reported by the care system come from the citizen record now;
+                    // `*/death` events stored by earlier versions of the reader are ignored.
+                    let derived_death = t.reason == TerminationReason::Death
+                        && t.source_id.as_str().ends_with("/death")
+                        && *source == "klgateway";
+                    if !derived_death {
+                        h.terminations.push(t.clone());
+                    }
+                }
+            }
+            Record::Assignment(r) => assignments.push((current.version_at, r.clone())),
             Record::Acute(r) => h.acute.push(r.clone()),
             Record::FollowUp(r) => h.follow_ups.push(r.clone()),
             Record::Assessment(_) => {
                 // Every non-withdrawn version of a live condition, each once.
-                for w in all.iter().filter(|w| !w.withdrawn) {
+                for w in live() {
                     if let Record::Assessment(a) = &w.record
                         && !h.assessments.contains(a)
                     {
@@ -247,18 +412,69 @@ pub fn resolve_history(versions: &[Versioned]) -> CitizenHistory {
             ..CitizenHistory::default()
         };
     }
+    if let Some(death) = death_of(&mut citizen_versions, local) {
+        h.terminations.push(death);
+    }
     h.assessments
         .sort_by(|a, b| (a.assessed_at, &a.condition_id).cmp(&(b.assessed_at, &b.condition_id)));
     h.grants
         .sort_by(|a, b| (a.start, &a.source_id).cmp(&(b.start, &b.source_id)));
     h.terminations.sort_by_key(|t| t.on);
-    h.custodians.sort();
+    custodians.sort_by_key(|(on, at, _)| (*on, *at));
+    h.custodians = custodians
+        .into_iter()
+        .map(|(on, _, sor)| (on, sor))
+        .collect();
     h.custodians.dedup();
-    h.assignments.sort_by_key(|a| a.from);
-    h.goals
-        .sort_by(|a, b| (a.set_on, &a.source_id).cmp(&(b.set_on, &b.source_id)));
+    assignments.sort_by_key(|(at, a)| (a.from, *at));
+    h.assignments = assignments.into_iter().map(|(_, a)| a).collect();
+    goals.sort_by(|(a, ae), (b, be)| {
+        (a.set_on, &a.source_id, ae.version_at).cmp(&(b.set_on, &b.source_id, be.version_at))
+    });
+    (h.goals, h.goal_evidence) = goals.into_iter().unzip();
     h.visits.sort_by_key(|v| v.start);
     h
+}
+
+/// The death the citizen records report, if their latest version says deceased: on the date
+/// the sender gave, else the local date of the first report of the latest run saying so.
+fn death_of(
+    versions: &mut [&Versioned],
+    local: impl Fn(DateTime<Utc>) -> NaiveDate,
+) -> Option<Termination> {
+    versions.sort_by_key(|v| v.version_at);
+    let deceased = |v: &Versioned| matches!(&v.record, Record::Citizen(c) if c.deceased);
+    let last = versions.last()?;
+    if !deceased(last) {
+        return None;
+    }
+    let run_start = versions
+        .iter()
+        .rposition(|v| !deceased(v))
+        .map_or(0, |i| i + 1);
+    let first = versions[run_start];
+    let Record::Citizen(c) = &last.record else {
+        return None;
+    };
+    let on = c
+        .deceased_on
+        .or_else(|| {
+            versions[run_start..].iter().find_map(|v| match &v.record {
+                Record::Citizen(c) => c.deceased_on,
+                _ => None,
+            })
+        })
+        .unwrap_or_else(|| local(first.version_at));
+    let id = c
+        .patient_id
+        .as_ref()
+        .map_or_else(|| c.citizen.short().to_owned(), |p| p.to_string());
+    Some(Termination {
+        source_id: SourceId::parse(&format!("{id}/death")).ok()?,
+        citizen: c.citizen.clone(),
+        on,
+        reason: TerminationReason::Death,
+    })
 }
 
 #[cfg(test)]
@@ -314,35 +530,47 @@ mod tests {
 
     #[test]
     fn an_older_version_arriving_late_does_not_replace_the_newer() {
-        let h = resolve_history(&[
-            v(10, false, grant("2027-03-01")),
-            v(9, false, grant("2027-02-01")),
-        ]);
+        let h = resolve_history(
+            &[
+                v(10, false, grant("2027-03-01")),
+                v(9, false, grant("2027-02-01")),
+            ],
+            chrono_tz::Europe::Copenhagen,
+        );
         assert_eq!(h.grants.len(), 1);
         assert_eq!(h.grants[0].end, Some("2027-03-01".parse().unwrap()));
     }
 
     #[test]
     fn a_withdrawn_current_version_removes_the_record() {
-        let h = resolve_history(&[
-            v(9, false, grant("2027-02-01")),
-            v(10, true, grant("2027-02-01")),
-        ]);
+        let h = resolve_history(
+            &[
+                v(9, false, grant("2027-02-01")),
+                v(10, true, grant("2027-02-01")),
+            ],
+            chrono_tz::Europe::Copenhagen,
+        );
         assert!(h.grants.is_empty());
         // ... but a withdrawal older than the current version does not.
-        let h = resolve_history(&[
-            v(11, false, grant("2027-02-01")),
-            v(10, true, grant("2027-02-01")),
-        ]);
+        let h = resolve_history(
+            &[
+                v(11, false, grant("2027-02-01")),
+                v(10, true, grant("2027-02-01")),
+            ],
+            chrono_tz::Europe::Copenhagen,
+        );
         assert_eq!(h.grants.len(), 1);
     }
 
     #[test]
     fn every_assessment_version_is_kept_in_time_order() {
-        let h = resolve_history(&[
-            v(12, false, assessment(2, 12)),
-            v(8, false, assessment(3, 8)),
-        ]);
+        let h = resolve_history(
+            &[
+                v(12, false, assessment(2, 12)),
+                v(8, false, assessment(3, 8)),
+            ],
+            chrono_tz::Europe::Copenhagen,
+        );
         let levels: Vec<u8> = h
             .assessments
             .iter()
@@ -364,11 +592,14 @@ mod tests {
                 active,
             })
         };
-        let h = resolve_history(&[
-            v(8, false, profile(true)),
-            v(9, false, grant("2027-02-01")),
-            v(10, false, profile(false)),
-        ]);
+        let h = resolve_history(
+            &[
+                v(8, false, profile(true)),
+                v(9, false, grant("2027-02-01")),
+                v(10, false, profile(false)),
+            ],
+            chrono_tz::Europe::Copenhagen,
+        );
         assert!(h.grants.is_empty());
         assert_eq!(h.profile.map(|p| p.active), Some(false));
     }
@@ -395,7 +626,7 @@ mod termination_tests {
             }),
         };
         // Reported again on the 22nd, and the report of the 20th arriving late: the 20th counts.
-        let h = resolve_history(&[death(22), death(20)]);
+        let h = resolve_history(&[death(22), death(20)], chrono_tz::Europe::Copenhagen);
         assert_eq!(h.terminations.len(), 1);
         assert_eq!(h.terminations[0].on.to_string(), "2027-01-20");
     }

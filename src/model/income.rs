@@ -1,6 +1,6 @@
 //! Team income per day and period, and the nightly posting deltas.
 
-use super::course::Course;
+use super::course::{Course, CourseId};
 use super::history::CitizenHistory;
 use super::money::round_money;
 use crate::domain::{Pseudonym, SourceId, TeamId, Track};
@@ -137,6 +137,16 @@ pub enum Finding {
         /// The day.
         day: NaiveDate,
     },
+    /// A tariff table changed after recorded decisions used it: they keep their locked
+    /// tariffs; `reprice` applies the new table to them.
+    TariffTableChanged {
+        /// The track.
+        track: Track,
+        /// The tariff year.
+        year: i32,
+        /// How many recorded decisions used the table as it was.
+        decisions: u32,
+    },
     /// Course-days without a team assignment, paid to the fallback cost centre.
     DaysWithoutTeam {
         /// The citizen.
@@ -148,6 +158,30 @@ pub enum Finding {
         /// How many days.
         days: u32,
     },
+}
+
+impl Finding {
+    /// Every kind's name.
+    pub const KINDS: [&'static str; 6] = [
+        "unknown_code",
+        "no_tariff_table",
+        "no_need_group",
+        "no_individual_rule",
+        "tariff_table_changed",
+        "days_without_team",
+    ];
+
+    /// The kind's name (its serde tag): `unknown_code`, `tariff_table_changed`, ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Finding::UnknownCode { .. } => "unknown_code",
+            Finding::NoTariffTable { .. } => "no_tariff_table",
+            Finding::NoNeedGroup { .. } => "no_need_group",
+            Finding::NoIndividualRule { .. } => "no_individual_rule",
+            Finding::TariffTableChanged { .. } => "tariff_table_changed",
+            Finding::DaysWithoutTeam { .. } => "days_without_team",
+        }
+    }
 }
 
 impl fmt::Display for Finding {
@@ -190,6 +224,14 @@ impl fmt::Display for Finding {
                 "citizen {}: a grant is mapped individual on {day}, but the {track} tariff table has no individual rule",
                 citizen.short()
             ),
+            Finding::TariffTableChanged {
+                track,
+                year,
+                decisions,
+            } => write!(
+                f,
+                "the {track} tariff table {year} has changed since {decisions} recorded decision(s) used it; they keep their locked tariffs. To apply the new table to them: progression-gateway reprice --table {track}/{year} --reason \"...\""
+            ),
             Finding::DaysWithoutTeam {
                 citizen,
                 track,
@@ -227,11 +269,36 @@ pub fn team_on(history: &CitizenHistory, mappings: &Mappings, day: NaiveDate) ->
         })
 }
 
+/// What one course contributes to one line of income: its days in the line and their sum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CourseShare {
+    /// The course.
+    pub course: CourseId,
+    /// The ledger revision it was paid at.
+    pub revision: u32,
+    /// The citizen.
+    pub citizen: Pseudonym,
+    /// First day of the course in the line.
+    pub first_day: NaiveDate,
+    /// Last day of the course in the line.
+    pub last_day: NaiveDate,
+    /// Number of its days in the line.
+    pub days: u32,
+    /// The locked daily tariff (`None` for an individual course, paid by the day's grants).
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub daily_tariff: Option<Decimal>,
+    /// Sum of its days' tariffs, exact.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+}
+
 /// Income report: lines per team, track and month, and the days without a team.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IncomeReport {
     /// Exact income per key.
     pub lines: BTreeMap<IncomeKey, IncomeLine>,
+    /// Each line's course shares, by course.
+    pub shares: BTreeMap<IncomeKey, Vec<CourseShare>>,
     /// Days without a team, per citizen, track and month.
     pub findings: Vec<Finding>,
 }
@@ -266,9 +333,31 @@ pub fn income<'a>(
                     track: course.track,
                     month: YearMonth::of(day),
                 };
+                let amount = course.daily_amount(day, history, mappings);
+                let shares = report.shares.entry(key.clone()).or_default();
+                match shares.last_mut() {
+                    Some(s) if s.course == course.id && s.last_day + Days::new(1) == day => {
+                        s.last_day = day;
+                        s.days += 1;
+                        s.amount += amount;
+                    }
+                    _ => shares.push(CourseShare {
+                        course: course.id.clone(),
+                        revision: course.revision,
+                        citizen: course.citizen.clone(),
+                        first_day: day,
+                        last_day: day,
+                        days: 1,
+                        daily_tariff: match course.tariff {
+                            super::course::DailyTariff::Locked { amount } => Some(amount),
+                            super::course::DailyTariff::Individual { .. } => None,
+                        },
+                        amount,
+                    }),
+                }
                 let line = report.lines.entry(key).or_default();
                 line.course_days += 1;
-                line.amount += course.daily_amount(day, history, mappings);
+                line.amount += amount;
                 day = day + Days::new(1);
             }
         }

@@ -9,11 +9,15 @@ mod income;
 mod money;
 
 pub use course::{
-    Course, CourseId, CourseOutcome, DailyTariff, EndReason, compute_all, compute_courses,
+    Change, Course, CourseId, CourseOutcome, DailyTariff, Decision, EndReason, LedgerEntry,
+    TableRef, assess, compute_all, compute_courses, course_id, planned_end, reprice,
 };
-pub use history::{CitizenHistory, Record, RecordKind, Versioned, resolve_history};
+pub use history::{
+    CitizenHistory, Evidence, GrantVersion, Record, RecordKind, Versioned, resolve_history,
+    version_hash,
+};
 pub use income::{
-    Finding, IncomeKey, IncomeLine, IncomeReport, Payee, PostingDelta, YearMonth, income,
-    nightly_deltas, team_on,
+    CourseShare, Finding, IncomeKey, IncomeLine, IncomeReport, Payee, PostingDelta, YearMonth,
+    income, nightly_deltas, team_on,
 };
 pub use money::{MONEY_ROUNDING, round_money};

@@ -17,8 +17,8 @@
 //! across every process sharing the store.
 
 use crate::config::{Loaded, SourceKind};
-use crate::domain::Pseudonym;
-use crate::model::{CitizenHistory, Course, Finding, compute_all, resolve_history};
+use crate::model::{Course, Finding};
+use crate::pipeline::Evaluation;
 use crate::sinks::post::{self, PostSummary};
 use crate::sources::ingest::{ImportSummary, Ingestor};
 use crate::store::{NewRun, Outcome, RunCounts, Store, StoreError, Trigger};
@@ -181,6 +181,9 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Whether it stopped early on a stop request.
     pub interrupted: bool,
+    /// What the posting steps did (for `post`'s summary).
+    #[serde(skip)]
+    pub post: PostSummary,
 }
 
 /// A stop request: `true` once SIGTERM/SIGINT arrived.
@@ -197,14 +200,8 @@ pub fn never_stop() -> StopSignal {
 /// What a step leaves for the steps after it.
 #[derive(Default)]
 struct State {
-    computed: Option<Computed>,
+    computed: Option<Evaluation>,
     post: PostSummary,
-}
-
-struct Computed {
-    all: Vec<(Pseudonym, Vec<crate::model::Versioned>)>,
-    histories: Vec<CitizenHistory>,
-    courses: Vec<Vec<Course>>,
 }
 
 /// How a step ended.
@@ -344,6 +341,7 @@ pub async fn execute(
         errors,
         findings,
         interrupted,
+        post: state.post,
     })
 }
 
@@ -484,29 +482,44 @@ async fn pull_step(ctx: &Context, dry_run: bool) -> StepResult {
     }
 }
 
-/// Every citizen's history from the store and the courses as of the run's date.
-async fn load_computed(ctx: &Context, req: &Request) -> anyhow::Result<(Computed, Vec<Finding>)> {
-    let all = ctx.store.all_versions().await?;
-    let histories: Vec<CitizenHistory> = all.iter().map(|(_, v)| resolve_history(v)).collect();
-    let (courses, findings) = compute_all(&histories, &ctx.loaded.mappings, req.as_of);
-    Ok((
-        Computed {
-            all,
-            histories,
-            courses,
-        },
-        findings,
-    ))
+/// The pipeline as of the run's date, its new ledger rows recorded (not in a dry run).
+async fn evaluate_and_record(
+    ctx: &Context,
+    req: &Request,
+) -> anyhow::Result<(Evaluation, u64, u64)> {
+    let eval = crate::pipeline::evaluate(
+        &ctx.store,
+        &ctx.loaded.mappings,
+        ctx.loaded.settings.time_zone,
+        req.as_of,
+    )
+    .await?;
+    let before = ctx.store.courses().await?;
+    let old: HashMap<&str, &Course> = before.iter().map(|c| (c.id.0.as_str(), c)).collect();
+    let flat = eval.all_courses();
+    let new_ids: std::collections::HashSet<&str> = flat.iter().map(|c| c.id.0.as_str()).collect();
+    let changed = flat
+        .iter()
+        .filter(|c| old.get(c.id.0.as_str()) != Some(c))
+        .count()
+        + old.keys().filter(|id| !new_ids.contains(*id)).count();
+    let recorded = if req.dry_run {
+        0
+    } else {
+        eval.record(&ctx.store, req.as_of).await?
+    };
+    Ok((eval, changed as u64, recorded))
 }
 
-/// The computation of an earlier `compute` step, or a fresh one when the job has none.
+/// The computation of an earlier `compute` step, or a fresh one (recorded) when the job has
+/// none.
 async fn computed<'a>(
     ctx: &Context,
     req: &Request,
     state: &'a mut State,
-) -> anyhow::Result<&'a Computed> {
+) -> anyhow::Result<&'a Evaluation> {
     if state.computed.is_none() {
-        state.computed = Some(load_computed(ctx, req).await?.0);
+        state.computed = Some(evaluate_and_record(ctx, req).await?.0);
     }
     Ok(state.computed.as_ref().expect("computed above"))
 }
@@ -517,28 +530,21 @@ async fn compute_step(
     state: &mut State,
     findings: &mut Vec<Finding>,
 ) -> anyhow::Result<StepResult> {
-    let (computed, found) = load_computed(ctx, req).await?;
-    let courses = &computed.courses;
-    let flat: Vec<Course> = courses.iter().flatten().cloned().collect();
-    let before = ctx.store.courses().await?;
-    let old: HashMap<&str, &Course> = before.iter().map(|c| (c.id.0.as_str(), c)).collect();
-    let new_ids: std::collections::HashSet<&str> = flat.iter().map(|c| c.id.0.as_str()).collect();
-    let changed = flat
-        .iter()
-        .filter(|c| old.get(c.id.0.as_str()) != Some(c))
-        .count()
-        + old.keys().filter(|id| !new_ids.contains(*id)).count();
-    if !req.dry_run {
-        ctx.store.replace_courses(&flat).await?;
-    }
+    let (eval, changed, recorded) = evaluate_and_record(ctx, req).await?;
     let counts = RunCounts {
-        courses: flat.len() as u64,
-        courses_changed: changed as u64,
-        findings: found.len() as u64,
+        courses: eval.courses.iter().map(Vec::len).sum::<usize>() as u64,
+        courses_changed: changed,
+        findings: eval.findings.len() as u64,
         ..RunCounts::default()
     };
-    *findings = found;
-    state.computed = Some(computed);
+    tracing::info!(
+        message = "Courses computed.",
+        courses = counts.courses,
+        ledger_rows = recorded,
+        findings = counts.findings
+    );
+    *findings = eval.findings.clone();
+    state.computed = Some(eval);
     Ok(StepResult::new(counts, Vec::new(), false))
 }
 
@@ -576,14 +582,15 @@ async fn post_step(ctx: &Context, req: &Request, state: &mut State) -> anyhow::R
     };
     let mappings = &ctx.loaded.mappings;
     let c = computed(ctx, req, state).await?;
-    let deltas =
-        post::deltas_due(&ctx.store, &c.histories, &c.courses, mappings, req.as_of).await?;
+    let (deltas, report) = c.deltas(&ctx.store, mappings, req.as_of).await?;
     if req.dry_run {
         let vouchers = post::dry_run_vouchers(&ctx.store, &deltas, mappings, req.as_of).await?;
         let counts = RunCounts {
             vouchers_created: vouchers.len() as u64,
             ..RunCounts::default()
         };
+        state.post.as_of = Some(req.as_of);
+        state.post.dry_run_vouchers = vouchers;
         return Ok(StepResult::new(counts, Vec::new(), false));
     }
     let mut summary = PostSummary {
@@ -595,6 +602,7 @@ async fn post_step(ctx: &Context, req: &Request, state: &mut State) -> anyhow::R
         mappings,
         &finance,
         &deltas,
+        &report,
         req.as_of,
         req.now,
         &mut summary,
@@ -608,7 +616,7 @@ async fn post_step(ctx: &Context, req: &Request, state: &mut State) -> anyhow::R
 async fn replies_step(
     ctx: &Context,
     req: &Request,
-    _state: &mut State,
+    state: &mut State,
 ) -> anyhow::Result<StepResult> {
     let Some(finance) = ctx.loaded.settings.finance.clone() else {
         return Ok(StepResult::new(RunCounts::default(), Vec::new(), false));
@@ -618,11 +626,43 @@ async fn replies_step(
     }
     let mut summary = PostSummary::default();
     post::read_replies(&ctx.store, &finance, &mut summary).await?;
-    Ok(StepResult::new(
-        counts_of(&summary),
-        delivery_errors(&summary),
-        false,
-    ))
+    let result = StepResult::new(counts_of(&summary), delivery_errors(&summary), false);
+    let all = &mut state.post;
+    all.vouchers_accepted += summary.vouchers_accepted;
+    all.vouchers_rejected.extend(summary.vouchers_rejected);
+    all.vouchers_pending = summary.vouchers_pending;
+    all.delivery_errors.extend(summary.delivery_errors);
+    Ok(result)
+}
+
+/// The steps of `post`: the nightly run without the pull.
+pub const POST: [Step; 4] = [Step::Compute, Step::Post, Step::Replies, Step::Decisions];
+
+/// One posting now, as the `post` command does it: the steps of [`POST`] as the job `post`,
+/// journaled, under the `nightly` job's lease (so it never posts beside a nightly run).
+/// Returns `None` when another process holds the lease.
+pub async fn post_now(
+    ctx: &Context,
+    as_of: NaiveDate,
+    now: NaiveDateTime,
+    dry_run: bool,
+) -> anyhow::Result<Option<Report>> {
+    let ttl = ctx.loaded.settings.daemon.lease;
+    let Some(lease) = Lease::claim(ctx, "nightly", None, ttl).await? else {
+        return Ok(None);
+    };
+    let req = Request {
+        job: "post".to_owned(),
+        trigger: Trigger::Manual,
+        scheduled_for: None,
+        as_of,
+        now,
+        dry_run,
+        steps: POST.to_vec(),
+    };
+    let report = execute(ctx, &req, &never_stop()).await;
+    lease.release().await?;
+    Ok(Some(report?))
 }
 
 async fn decisions_step(
@@ -634,22 +674,27 @@ async fn decisions_step(
         return Ok(StepResult::new(RunCounts::default(), Vec::new(), false));
     };
     let c = computed(ctx, req, state).await?;
-    let flat: Vec<Course> = c.courses.iter().flatten().cloned().collect();
-    let patients: HashMap<Pseudonym, String> = crate::sources::roster::patients(&c.all)
-        .into_iter()
-        .map(|(id, who)| (who, id))
-        .collect();
+    let flat = c.all_courses();
+    let patients = c.patients();
     if req.dry_run {
         let items = post::dry_run_decisions(&flat, &patients, &cfg);
         let counts = RunCounts {
             decisions_written: items.len() as u64,
             ..RunCounts::default()
         };
+        state.post.dry_run_decisions = items;
         return Ok(StepResult::new(counts, Vec::new(), false));
     }
     let mut summary = PostSummary::default();
     post::write_decisions(&ctx.store, &cfg, &flat, &patients, &mut summary).await?;
     let errors = summary.decision_errors.clone();
+    state.post.decisions_written += summary.decisions_written;
+    state.post.decisions_unchanged += summary.decisions_unchanged;
+    state.post.decisions_without_patient += summary.decisions_without_patient;
+    state
+        .post
+        .decision_errors
+        .extend(summary.decision_errors.clone());
     Ok(StepResult::new(counts_of(&summary), errors, false))
 }
 

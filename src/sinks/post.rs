@@ -4,17 +4,14 @@
 use super::decisions::{DecisionsClient, DecisionsConfig};
 use super::finance::transport::{Delivery, Transport, TransportConfig};
 use super::finance::{Voucher, VoucherNumber, VoucherState, build, opus, reply};
-use crate::domain::{Pseudonym, TeamId, Track};
+use crate::domain::{Pseudonym, Track};
 use crate::mapping::Mappings;
-use crate::model::{
-    CitizenHistory, Course, IncomeKey, Payee, PostingDelta, YearMonth, income, nightly_deltas,
-};
+use crate::model::{Course, IncomeReport, PostingDelta, YearMonth};
 use crate::store::Store;
 use chrono::NaiveDate;
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// The voucher file format for folder and SFTP delivery.
 #[derive(Debug, Clone, Deserialize)]
@@ -69,54 +66,6 @@ pub struct PostSummary {
     pub dry_run_decisions: Vec<serde_json::Value>,
 }
 
-/// One whole nightly posting as of a date: courses computed from the stored history and
-/// stored, vouchers of the deltas created and sent (when `[finance]` is configured), replies
-/// read, decisions written (when `[decisions]` is configured). With `dry_run`, nothing is
-/// stored or sent: the summary carries the vouchers and ChargeItems that would be.
-pub async fn nightly(
-    store: &Store,
-    settings: &crate::config::Settings,
-    mappings: &Mappings,
-    as_of: NaiveDate,
-    now: chrono::NaiveDateTime,
-    dry_run: bool,
-) -> anyhow::Result<(PostSummary, Vec<crate::model::Finding>)> {
-    let all = store.all_versions().await?;
-    let histories: Vec<CitizenHistory> = all
-        .iter()
-        .map(|(_, v)| crate::model::resolve_history(v))
-        .collect();
-    let (courses, findings) = crate::model::compute_all(&histories, mappings, as_of);
-    let deltas = deltas_due(store, &histories, &courses, mappings, as_of).await?;
-    let flat: Vec<Course> = courses.iter().flatten().cloned().collect();
-    let patients: HashMap<Pseudonym, String> = crate::sources::roster::patients(&all)
-        .into_iter()
-        .map(|(id, who)| (who, id))
-        .collect();
-    let mut summary = PostSummary {
-        as_of: Some(as_of),
-        ..PostSummary::default()
-    };
-    if dry_run {
-        summary.dry_run_vouchers = dry_run_vouchers(store, &deltas, mappings, as_of).await?;
-        if let Some(cfg) = &settings.decisions {
-            summary.dry_run_decisions = dry_run_decisions(&flat, &patients, cfg);
-        }
-        return Ok((summary, findings));
-    }
-    store.replace_courses(&flat).await?;
-    match &settings.finance {
-        Some(finance) => {
-            post_vouchers(store, mappings, finance, &deltas, as_of, now, &mut summary).await?
-        }
-        None => tracing::warn!(message = "No [finance] configured: no vouchers are sent."),
-    }
-    if let Some(cfg) = &settings.decisions {
-        write_decisions(store, cfg, &flat, &patients, &mut summary).await?;
-    }
-    Ok((summary, findings))
-}
-
 /// The vouchers the deltas would make, numbered after those in the outbox; nothing stored.
 pub async fn dry_run_vouchers(
     store: &Store,
@@ -163,55 +112,6 @@ pub struct Rejected {
     pub message: String,
 }
 
-fn key_of(team: &str, track: &str, month: &str) -> Option<IncomeKey> {
-    let payee = if team == "unassigned" {
-        Payee::Unassigned
-    } else {
-        Payee::Team(TeamId::parse(team).ok()?)
-    };
-    let track = Track::parse(track).ok()?;
-    let (y, m) = month.split_once('-')?;
-    Some(IncomeKey {
-        payee,
-        track,
-        month: YearMonth {
-            year: y.parse().ok()?,
-            month: m.parse().ok()?,
-        },
-    })
-}
-
-/// The deltas due as of a date: income from the first course day to `as_of`, per team, track
-/// and month, rounded, minus what the outbox already holds.
-pub async fn deltas_due(
-    store: &Store,
-    histories: &[CitizenHistory],
-    courses: &[Vec<Course>],
-    mappings: &Mappings,
-    as_of: NaiveDate,
-) -> anyhow::Result<Vec<PostingDelta>> {
-    let first = courses
-        .iter()
-        .flatten()
-        .map(|c| c.start)
-        .min()
-        .unwrap_or(as_of);
-    let report = income(
-        histories.iter().zip(courses.iter().map(Vec::as_slice)),
-        mappings,
-        first.min(as_of),
-        as_of,
-    );
-    let mut posted: BTreeMap<IncomeKey, Decimal> = BTreeMap::new();
-    for ((team, track, month), amount) in store.posted_totals().await? {
-        let key = key_of(&team, &track, &month).ok_or_else(|| {
-            anyhow::anyhow!("the outbox holds an unreadable key {team}/{track}/{month}")
-        })?;
-        posted.insert(key, amount);
-    }
-    Ok(nightly_deltas(&report.lines, &posted))
-}
-
 fn idempotency_key(vouchers: &[Voucher]) -> String {
     let mut h = Sha256::new();
     for v in vouchers {
@@ -221,36 +121,39 @@ fn idempotency_key(vouchers: &[Voucher]) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
-/// Builds, stores and sends the night's vouchers, then reads the finance system's replies.
-pub async fn post_vouchers(
-    store: &Store,
-    mappings: &Mappings,
-    finance: &FinanceSettings,
-    deltas: &[PostingDelta],
-    as_of: NaiveDate,
-    now: chrono::NaiveDateTime,
-    summary: &mut PostSummary,
-) -> anyhow::Result<()> {
-    send_vouchers(store, mappings, finance, deltas, as_of, now, summary).await?;
-    read_replies(store, finance, summary).await
-}
-
-/// Builds and stores the night's vouchers in the outbox, then sends every pending one (an
-/// HTTP finance system answers inline; that answer is applied).
+/// Builds and stores the night's vouchers in the outbox, each with its basis from `report`
+/// (the income the deltas were computed from), then sends every pending one (an HTTP finance
+/// system answers inline; that answer is applied).
+#[allow(clippy::too_many_arguments)]
 pub async fn send_vouchers(
     store: &Store,
     mappings: &Mappings,
     finance: &FinanceSettings,
     deltas: &[PostingDelta],
+    report: &IncomeReport,
     as_of: NaiveDate,
     now: chrono::NaiveDateTime,
     summary: &mut PostSummary,
 ) -> anyhow::Result<()> {
     use chrono::Datelike;
-    let created = store
-        .create_vouchers(as_of.year(), |first| {
-            build::build_vouchers(deltas, mappings, as_of, first)
+    let by_key: HashMap<(String, Track, YearMonth), &PostingDelta> = deltas
+        .iter()
+        .map(|d| {
+            (
+                (d.key.payee.as_str().to_owned(), d.key.track, d.key.month),
+                d,
+            )
         })
+        .collect();
+    let created = store
+        .create_vouchers_explained(
+            as_of.year(),
+            |first| build::build_vouchers(deltas, mappings, as_of, first),
+            |v| {
+                let d = by_key.get(&(v.team.clone(), v.track, v.month))?;
+                serde_json::to_string(&crate::pipeline::basis_of(report, d, as_of)).ok()
+            },
+        )
         .await??;
     summary.vouchers_created = created.len() as u64;
     let transport = Transport::new(&finance.transport)?;

@@ -108,8 +108,10 @@ macro_rules! with_pool {
 }
 
 mod journal;
+mod ledger;
 mod outbox;
 pub use journal::{NewRun, Outcome, RunCounts, RunRecord, StepRecord, Trigger};
+pub use ledger::LedgerRow;
 pub use outbox::OutboxVoucher;
 
 /// The database: SQLite or PostgreSQL. Cheap to clone (a connection pool).

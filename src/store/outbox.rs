@@ -41,6 +41,17 @@ impl Store {
         year: i32,
         build: impl FnOnce(u32) -> Result<Vec<Voucher>, E>,
     ) -> Result<Result<Vec<Voucher>, E>, StoreError> {
+        self.create_vouchers_explained(year, build, |_| None).await
+    }
+
+    /// [`Store::create_vouchers`], storing with each voucher its basis (`basis`: JSON of what
+    /// its amount is made of, for `explain --voucher`) in the same transaction.
+    pub async fn create_vouchers_explained<E>(
+        &self,
+        year: i32,
+        build: impl FnOnce(u32) -> Result<Vec<Voucher>, E>,
+        basis: impl Fn(&Voucher) -> Option<String>,
+    ) -> Result<Result<Vec<Voucher>, E>, StoreError> {
         const OP: &str = "storing new vouchers";
         let now = codec::instant_text("created_at", Utc::now())?;
         with_pool!(self, |pool| {
@@ -76,6 +87,14 @@ impl Store {
                     .execute(&mut *tx)
                     .await
                     .map_err(db(OP))?;
+                if let Some(b) = basis(v) {
+                    sqlx::query(super::ledger::INSERT_VOUCHER_BASIS)
+                        .bind(v.number.0.as_str())
+                        .bind(b)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db(OP))?;
+                }
             }
             tx.commit().await.map_err(db(OP))?;
             Ok(Ok(vouchers))

@@ -222,7 +222,7 @@ pub fn current(all: &[(Pseudonym, Vec<Versioned>)]) -> Vec<TeamAssignment> {
             .cloned()
             .collect();
         if !roster.is_empty() {
-            out.extend(crate::model::resolve_history(&roster).assignments);
+            out.extend(crate::model::resolve_history(&roster, chrono_tz::UTC).assignments);
         }
     }
     out
