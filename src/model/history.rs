@@ -383,8 +383,7 @@ pub fn resolve_history(versions: &[Versioned], tz: chrono_tz::Tz) -> CitizenHist
                     // Deaths reported by the care system come from the citizen record now;
                     // `*/death` events stored by earlier versions of the reader are ignored.
                     let derived_death = t.reason == TerminationReason::Death
-                        && t.source_id.as_str().ends_with("/death")
-                        && *source == "klgateway";
+                        && t.source_id.as_str().ends_with("/death");
                     if !derived_death {
                         h.terminations.push(t.clone());
                     }
@@ -608,26 +607,97 @@ mod tests {
 #[cfg(test)]
 mod termination_tests {
     use super::*;
-    use crate::domain::{SourceId, TerminationReason};
     use chrono::TimeZone;
+
+    fn who() -> Pseudonym {
+        Pseudonym::parse(&"ef".repeat(32)).unwrap()
+    }
+
+    fn report(day: u32, hour: u32, deceased: bool, on: Option<&str>) -> Versioned {
+        Versioned {
+            source: "klgateway".into(),
+            version_at: Utc.with_ymd_and_hms(2027, 1, day, hour, 0, 0).unwrap(),
+            withdrawn: false,
+            record: Record::Citizen(CitizenRecord {
+                citizen: who(),
+                patient_id: Some(SourceId::parse("patient-1").unwrap()),
+                reported_on: None,
+                custodian_sor: None,
+                deceased,
+                deceased_on: on.map(|d| d.parse().unwrap()),
+                active: true,
+            }),
+        }
+    }
+
+    fn tz() -> chrono_tz::Tz {
+        chrono_tz::Europe::Copenhagen
+    }
 
     #[test]
     fn the_first_report_of_a_death_gives_the_day() {
-        let who = Pseudonym::parse(&"ef".repeat(32)).unwrap();
-        let death = |day: u32| Versioned {
-            source: "s".into(),
-            version_at: Utc.with_ymd_and_hms(2027, 1, day, 12, 0, 0).unwrap(),
+        // Reported again on the 22nd, and the report of the 20th arriving late: the 20th counts.
+        let h = resolve_history(
+            &[report(22, 12, true, None), report(20, 12, true, None)],
+            tz(),
+        );
+        assert_eq!(h.terminations.len(), 1);
+        assert_eq!(h.terminations[0].on.to_string(), "2027-01-20");
+        assert_eq!(h.terminations[0].reason, TerminationReason::Death);
+        assert_eq!(h.terminations[0].source_id.as_str(), "patient-1/death");
+        // 23:30 UTC is the next day in Copenhagen.
+        let h = resolve_history(&[report(20, 23, true, None)], tz());
+        assert_eq!(h.terminations[0].on.to_string(), "2027-01-21");
+    }
+
+    #[test]
+    fn a_date_of_death_from_the_sender_wins_over_the_report_day() {
+        let h = resolve_history(
+            &[
+                report(22, 12, true, Some("2027-01-18")),
+                report(10, 12, false, None),
+            ],
+            tz(),
+        );
+        assert_eq!(h.terminations[0].on.to_string(), "2027-01-18");
+    }
+
+    #[test]
+    fn a_later_report_saying_alive_undoes_a_death_reported_in_error() {
+        let h = resolve_history(
+            &[report(20, 12, true, None), report(21, 9, false, None)],
+            tz(),
+        );
+        assert!(h.terminations.is_empty());
+        // Reported deceased again later: the day of the new first report counts.
+        let h = resolve_history(
+            &[
+                report(20, 12, true, None),
+                report(21, 9, false, None),
+                report(25, 9, true, None),
+            ],
+            tz(),
+        );
+        assert_eq!(h.terminations[0].on.to_string(), "2027-01-25");
+    }
+
+    #[test]
+    fn death_events_stored_by_the_old_reader_are_left_to_the_citizen_record() {
+        let old = Versioned {
+            source: "klgateway".into(),
+            version_at: Utc.with_ymd_and_hms(2027, 1, 20, 12, 0, 0).unwrap(),
             withdrawn: false,
             record: Record::Termination(Termination {
                 source_id: SourceId::parse("patient-1/death").unwrap(),
-                citizen: who.clone(),
-                on: chrono::NaiveDate::from_ymd_opt(2027, 1, day).unwrap(),
+                citizen: who(),
+                on: chrono::NaiveDate::from_ymd_opt(2027, 1, 20).unwrap(),
                 reason: TerminationReason::Death,
             }),
         };
-        // Reported again on the 22nd, and the report of the 20th arriving late: the 20th counts.
-        let h = resolve_history(&[death(22), death(20)], chrono_tz::Europe::Copenhagen);
-        assert_eq!(h.terminations.len(), 1);
-        assert_eq!(h.terminations[0].on.to_string(), "2027-01-20");
+        let h = resolve_history(
+            &[old, report(20, 12, true, None), report(21, 9, false, None)],
+            tz(),
+        );
+        assert!(h.terminations.is_empty());
     }
 }
