@@ -1,6 +1,5 @@
 //! Builders shared by the model tests: the worked-example tables of `progression-model.md`
-//! and a small history builder. Each test binary uses a part of it.
-#![allow(dead_code)]
+//! and a small history builder.
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use progression_gateway::domain::{
@@ -244,28 +243,6 @@ impl HistoryBuilder {
             end.map(d),
             GrantStatus::Active,
             None,
-        )
-        .unwrap();
-        self.h.grants.push(g);
-        self
-    }
-
-    pub fn grant_minutes(
-        mut self,
-        code: &str,
-        start: &str,
-        end: Option<&str>,
-        minutes: u32,
-    ) -> Self {
-        let id = self.next_id("grant");
-        let g = Grant::new(
-            id,
-            self.who(),
-            code.into(),
-            d(start),
-            end.map(d),
-            GrantStatus::Active,
-            Some(minutes),
         )
         .unwrap();
         self.h.grants.push(g);

@@ -1,7 +1,7 @@
 //! The ways in, end to end with a real SQLite file: `import`, the landing folder, the push
 //! endpoint over real HTTP, and the team roster.
 
-mod common;
+use crate::common;
 
 use progression_gateway::config::{self, Loaded};
 use progression_gateway::sources::files::{self, FilesConfig};
