@@ -1,7 +1,7 @@
 //! Pulling from the simulated care system over real HTTP on loopback, through every fault it
 //! can make, ends with the same stored data as a fault-free pull, with no duplicates.
 
-mod common;
+use crate::common;
 
 use chrono::NaiveDate;
 use progression_gateway::config;

@@ -1,8 +1,7 @@
 //! Finance transports (folder, SFTP against a real OpenSSH server, HTTP) and the simulated
 //! finance system's checks.
 
-#[path = "support/sshd.rs"]
-mod sshd;
+use crate::support::sshd;
 
 use progression_gateway::sim::finance::{Books, process_folder, process_request, serve_http};
 use progression_gateway::sinks::finance::transport::{

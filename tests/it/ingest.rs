@@ -1,7 +1,7 @@
 //! The ways in, end to end with a real SQLite file: `import`, the landing folder, the push
 //! endpoint over real HTTP, and the team roster.
 
-mod common;
+use crate::common;
 
 use progression_gateway::config::{self, Loaded};
 use progression_gateway::sources::files::{self, FilesConfig};
@@ -205,9 +205,7 @@ async fn the_push_endpoint_stores_before_answering_and_refuses_bad_bundles_whole
     let store = ing.store().clone();
     let token = "a-push-token-of-enough-length";
     let app = router(ing, PushConfig::new(token.to_owned().into()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = common::spawn_server(app).await;
     let url = format!("http://{addr}/fhir/Bundle");
     let client = reqwest::Client::new();
     let body = std::fs::read(testdata().join("DeliveryReport-JensHansen-new-3.xml")).unwrap();

@@ -1,9 +1,7 @@
 //! The worked examples A-G of `progression-model.md`, one test each, with exact amounts and
 //! dates, and the edge cases the document asks a good suite to add.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use progression_gateway::domain::{CourseKind, TerminationReason, Track};
 use progression_gateway::mapping::{Mappings, NeedGroup, TariffTable};
 use progression_gateway::model::{

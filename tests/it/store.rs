@@ -6,7 +6,7 @@
 //! variable is not set). Both call the same `async fn name(store: Store)`.
 //!
 //! ```text
-//! PROGRESSION_GATEWAY_TEST_PG=postgres://postgres@127.0.0.1:5432/postgres cargo test --test store
+//! PROGRESSION_GATEWAY_TEST_PG=postgres://postgres@127.0.0.1:5432/postgres cargo test --test it store::
 //! ```
 
 use chrono::{DateTime, NaiveDate, Utc};

@@ -2,6 +2,7 @@
 //! liveness, readiness, the OpenMetrics exposition, the run journal, and the push endpoint
 //! merged into the same router.
 
+use crate::common::spawn_server;
 use chrono::{DateTime, Duration, Utc};
 use progression_gateway::api::{ApiState, Metrics, router};
 use progression_gateway::config;
@@ -50,9 +51,7 @@ impl Server {
         });
         let state = ApiState::new(store.clone(), SecretString::from(token), metrics.clone());
         let app = router(state, push);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let addr = spawn_server(app).await;
         Server {
             dir,
             store,

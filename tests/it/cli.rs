@@ -1,8 +1,6 @@
 //! The command line, run as a real process against a real SQLite file.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use progression_gateway::domain::TerminationReason;
 use progression_gateway::store::Store;
 use std::path::Path;

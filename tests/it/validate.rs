@@ -5,29 +5,15 @@
 //! thing by text replacement and compute the expected line from where the broken text is, so no
 //! line number here drifts when the files are edited.
 
-use progression_gateway::config::{self, ConfigError, Loaded, LogFormat};
+use progression_gateway::config::{self, Loaded, LogFormat};
 use progression_gateway::domain::{Cpr, FunctionalLevel, PseudonymKey, Track};
 use progression_gateway::mapping::{CourseHint, NeedBasis};
 use secrecy::SecretString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// `load` reads the process environment and one test changes it: every call goes through this
-/// lock so that no test reads the environment while another one writes it.
-static ENV_LOCK: Mutex<()> = Mutex::new(());
-
-fn env_lock() -> MutexGuard<'static, ()> {
-    ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let _guard = env_lock();
-    config::load(path)
-}
 
 fn example() -> PathBuf {
     Path::new(ROOT).join("config/example.toml")
@@ -107,7 +93,7 @@ impl Copy {
 
     /// Loads the copy, expecting errors; returns the error's display.
     fn errors(&self) -> String {
-        match load(&self.config()) {
+        match config::load(&self.config()) {
             Ok(_) => panic!("the broken copy loaded without error"),
             Err(e) => e.to_string(),
         }
@@ -127,7 +113,7 @@ impl Copy {
 }
 
 fn must_load(path: &Path) -> Loaded {
-    match load(path) {
+    match config::load(path) {
         Ok(l) => l,
         Err(e) => panic!("{} does not load:\n{e}", path.display()),
     }
@@ -264,14 +250,13 @@ fn the_key_is_never_shown_and_the_environment_overrides_it() {
     assert!(!debug.contains("change-me"), "{debug}");
 
     let env_key = "env-pseudonym-key-for-the-validate-test";
-    let overridden = {
-        let _guard = env_lock();
-        // SAFETY: every other reader of the environment in this test binary holds ENV_LOCK.
-        unsafe { std::env::set_var("PROGRESSION_GATEWAY__PSEUDONYM__KEY", env_key) };
-        let result = config::load(&example());
-        unsafe { std::env::remove_var("PROGRESSION_GATEWAY__PSEUDONYM__KEY") };
-        result.unwrap()
-    };
+    // The variable is handed to the loader, not set in the process: every integration test runs
+    // in this one process, and a changed key would leak into their loads and child processes.
+    let var = "PROGRESSION_GATEWAY__PSEUDONYM__KEY";
+    let env = std::env::vars_os()
+        .filter(|(k, _)| k != var)
+        .chain([(var.into(), env_key.into())]);
+    let overridden = config::load_with_env(&example(), env).unwrap();
     assert!(!format!("{:?}", overridden.settings).contains(env_key));
     let cpr = Cpr::parse("0101501234").unwrap();
     let key = |k: &str| PseudonymKey::new(SecretString::from(k.to_owned())).unwrap();
@@ -498,7 +483,6 @@ fn a_missing_mapping_file_is_named() {
 // ---------------------------------------------------------------------------------------------
 
 fn run_validate(config: &Path) -> std::process::Output {
-    let _guard = env_lock();
     Command::new(env!("CARGO_BIN_EXE_progression-gateway"))
         .arg("--config")
         .arg(config)

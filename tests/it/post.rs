@@ -2,12 +2,10 @@
 //! (folder, SFTP against a real OpenSSH server, HTTP), replies, corrections, and tariff
 //! decisions to the simulated care system, with a real SQLite store.
 
-mod common;
-#[path = "support/sshd.rs"]
-mod sshd;
+use crate::support::sshd;
 
+use crate::common::*;
 use chrono::{NaiveDate, TimeZone, Utc};
-use common::*;
 use progression_gateway::config::{self, Loaded};
 use progression_gateway::domain::{CitizenRecord, SourceId, Termination, TerminationReason};
 use progression_gateway::model::{Record, Versioned};

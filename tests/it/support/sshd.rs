@@ -3,8 +3,6 @@
 //!
 //! Needs `openssh-server` (`/usr/sbin/sshd`) and `ssh-keygen` (`openssh-client`).
 
-#![allow(dead_code)]
-
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

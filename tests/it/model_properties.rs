@@ -1,9 +1,7 @@
 //! Property tests of the progression model.
 
-mod common;
-
+use crate::common::*;
 use chrono::{Days, NaiveDate, TimeZone, Utc};
-use common::*;
 use progression_gateway::domain::{
     Assessment, FunctionalLevel, Grant, GrantStatus, SourceId, TeamAssignment, TeamId, Termination,
     TerminationReason, Track,

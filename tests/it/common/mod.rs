@@ -1,6 +1,5 @@
-//! Builders shared by the model tests: the worked-example tables of `progression-model.md`
-//! and a small history builder. Each test binary uses a part of it.
-#![allow(dead_code)]
+//! Helpers shared by the test modules: the worked-example tables of `progression-model.md`, a
+//! small history builder, and [`spawn_server`], an axum router served on loopback.
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use progression_gateway::domain::{
@@ -250,28 +249,6 @@ impl HistoryBuilder {
         self
     }
 
-    pub fn grant_minutes(
-        mut self,
-        code: &str,
-        start: &str,
-        end: Option<&str>,
-        minutes: u32,
-    ) -> Self {
-        let id = self.next_id("grant");
-        let g = Grant::new(
-            id,
-            self.who(),
-            code.into(),
-            d(start),
-            end.map(d),
-            GrantStatus::Active,
-            Some(minutes),
-        )
-        .unwrap();
-        self.h.grants.push(g);
-        self
-    }
-
     pub fn withdrawn_grant(mut self, code: &str, start: &str) -> Self {
         let id = self.next_id("grant");
         let g = Grant::new(
@@ -398,4 +375,13 @@ pub async fn stored_versions(store: &progression_gateway::store::Store) -> Vec<S
         .collect();
     out.sort();
     out
+}
+
+/// Serves `app` on a free port of 127.0.0.1 in a background task and returns its address; the
+/// server lives as long as the test's runtime.
+pub async fn spawn_server(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
 }

@@ -1,6 +1,7 @@
 //! The FHIR transports over real HTTP on loopback: the pull client against a scripted test
 //! server, and the push endpoint served with `axum::serve`. No mocked clients.
 
+use crate::common::spawn_server;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Form, Request, State};
@@ -16,18 +17,10 @@ use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 use secrecy::SecretString;
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
 
 // ---------------------------------------------------------------------------------------------
 // A scripted FHIR server with a token endpoint
@@ -206,7 +199,7 @@ async fn fake_server(
         .route("/oauth/token", post(token_endpoint))
         .route("/fhir/Bundle", get(bundle_endpoint))
         .with_state(fake.clone());
-    let addr = serve(app).await;
+    let addr = spawn_server(app).await;
     let mut cfg = PullConfig::new(format!("http://{addr}/fhir"));
     if with_auth {
         cfg.token_url = Some(format!("http://{addr}/oauth/token"));
@@ -524,7 +517,7 @@ async fn push_server(max_body_bytes: usize) -> (TestSink, String) {
         bearer_token: SecretString::from(PUSH_TOKEN),
         max_body_bytes,
     };
-    let addr = serve(fhir_push::router(sink.clone(), cfg)).await;
+    let addr = spawn_server(fhir_push::router(sink.clone(), cfg)).await;
     (sink, format!("http://{addr}/fhir/Bundle"))
 }
 

@@ -1,0 +1,27 @@
+//! The integration tests, all in one test binary so that a change to the library links one
+//! executable instead of one per file. Each module is one area of the program; `common` holds
+//! the model builders and the loopback HTTP helper, `support` the real OpenSSH server.
+
+mod common;
+mod support {
+    pub mod sshd;
+}
+
+mod api;
+mod cli;
+mod daemon;
+mod decisions;
+mod demo;
+mod fhir_transport;
+mod finance_formats;
+mod finance_transport;
+mod ingest;
+mod klgateway_reader;
+mod model_properties;
+mod post;
+mod pull_cli;
+mod pull_faults;
+mod sim_care;
+mod store;
+mod validate;
+mod worked_examples;
