@@ -4,7 +4,7 @@ use super::wire::{self, Coding, Concept, Meta, Parsed, Reference, Resource};
 use super::{BundleReport, Counts, Document, ReadContext, ReadError, UnknownCode, bundle_name};
 use crate::domain::{
     AcuteDelivery, Assessment, CitizenRecord, Cpr, DeliveryMode, FollowUp, Goal, Grant,
-    GrantStatus, Pseudonym, SourceId, Termination, TerminationReason, Visit,
+    GrantStatus, Pseudonym, SourceId, Visit,
 };
 use crate::model::{Record, Versioned};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -522,7 +522,15 @@ impl Report<'_, '_> {
             .and_then(|m| m.identifier.as_ref())
             .filter(|i| i.system.as_deref() == Some(SOR_SYSTEM))
             .and_then(|i| i.value.clone());
-        let deceased = p.deceased_boolean.unwrap_or(false) || p.deceased_date_time.is_some();
+        // Deceased on `deceasedBoolean: true` or any `deceasedDateTime`; the date of death is
+        // the local date of `deceasedDateTime` (a date, or a dateTime in the time zone). Death
+        // itself is the model's to derive from the citizen record's versions, so a later report
+        // saying not deceased undoes it: no termination record here.
+        let deceased_on = match p.deceased_date_time.as_deref() {
+            Some(raw) => Some(self.date(it, raw, "Patient.deceasedDateTime")?),
+            None => None,
+        };
+        let deceased = p.deceased_boolean.unwrap_or(false) || deceased_on.is_some();
         let active = p.active.unwrap_or(true);
         let at = self.version_at(it)?;
         self.push(
@@ -534,22 +542,12 @@ impl Report<'_, '_> {
                 reported_on: Some(self.timestamp.with_timezone(&self.tz()).date_naive()),
                 custodian_sor,
                 deceased,
-                deceased_on: None,
+                deceased_on,
                 active,
             }),
         );
         if !active {
             self.counts.withdrawn += 1;
-        }
-        if deceased {
-            // The first report that says so gives the day (resolve_history keeps the first).
-            let termination = Termination {
-                source_id: source_id(&it.name, &format!("{}/death", it.id))?,
-                citizen: self.citizen.clone(),
-                on: self.timestamp.with_timezone(&self.tz()).date_naive(),
-                reason: TerminationReason::Death,
-            };
-            self.push(self.timestamp, false, Record::Termination(termination));
         }
         Ok(())
     }
