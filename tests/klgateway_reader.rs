@@ -752,6 +752,46 @@ fn deceased_date_time_reads_alike_in_json_and_xml() {
 }
 
 #[test]
+fn a_condition_is_in_focus_when_active_recurrence_or_relapse_on_the_problem_list() {
+    let cases = [
+        ("active", true),
+        ("recurrence", true),
+        ("relapse", true),
+        ("inactive", false),
+        ("remission", false),
+        ("resolved", false),
+    ];
+    for (format, text) in both("DeliveryReport-JensHansen-new-1") {
+        for (status, in_focus) in cases {
+            let edited = match format {
+                Format::Json => {
+                    text.replace("\"code\": \"active\"", &format!("\"code\": \"{status}\""))
+                }
+                Format::Xml => text.replace(
+                    "<code value=\"active\"/>",
+                    &format!("<code value=\"{status}\"/>"),
+                ),
+            };
+            let r = report_of(&edited, format);
+            let a = assessments(&r);
+            assert_eq!(a.len(), 4, "{format} {status}");
+            assert!(
+                a.iter().all(|a| a.in_focus == in_focus),
+                "{format} {status}: {:?}",
+                a.iter().map(|a| a.in_focus).collect::<Vec<_>>()
+            );
+            // Not on the problem list: never in focus.
+            let off_list = edited.replace("problem-list-item", "encounter-diagnosis");
+            let r = report_of(&off_list, format);
+            assert!(
+                assessments(&r).iter().all(|a| !a.in_focus),
+                "{format} {status} off the problem list"
+            );
+        }
+    }
+}
+
+#[test]
 fn an_inactive_patient_withdraws_the_citizens_data() {
     for (format, text) in both("DeliveryReport-JensHansen-new-3") {
         let text = match format {

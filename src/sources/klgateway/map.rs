@@ -33,6 +33,9 @@ const BASED_ON_INTERVENTION: &str =
     "http://fhir.kl.dk/gateway/StructureDefinition/BasedOnInterventionExtension";
 /// Extension on a condition: its planned follow-up Encounter.
 const FOLLOW_UP_ENCOUNTER: &str = "klgateway-care-follow-up-encounter-extension";
+/// Condition clinical statuses of a condition in focus (with category problem-list-item): the
+/// `active` codes of the FHIR value set (`inactive`, `remission`, `resolved` are not).
+const IN_FOCUS_CLINICAL: [&str; 3] = ["active", "recurrence", "relapse"];
 /// Observation code of a follow-up observation (SNOMED CT).
 const FOLLOW_UP_OBSERVATION: (&str, &str) = ("http://snomed.info/sct", "712744002");
 
@@ -798,7 +801,11 @@ impl Report<'_, '_> {
         };
         let withdrawn = has(c.verification_status.as_ref(), "entered-in-error")
             || has(c.clinical_status.as_ref(), "entered-in-error");
-        let in_focus = has(c.clinical_status.as_ref(), "active")
+        // In focus: clinically active (`active`, or back as `recurrence` or `relapse`) and on
+        // the problem list.
+        let in_focus = IN_FOCUS_CLINICAL
+            .iter()
+            .any(|code| has(c.clinical_status.as_ref(), code))
             && c.category
                 .iter()
                 .any(|cat| has(Some(cat), "problem-list-item"));
