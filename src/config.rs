@@ -18,6 +18,7 @@
 //! | `log.format` | `human` | `human` or `json` |
 //! | `log.level` | `info` | level or filter directives, as for `RUST_LOG` |
 //! | `teams.roster` | none | team roster CSV, relative to the configuration file |
+//! | `events.dir` | none | folder of termination events CSV files, relative to the configuration file |
 //! | `[[source]]` | none | sources: `name`, `secret_file`/`secret_env`, one of `[source.files]`, `[source.fhir_pull]`, `[source.fhir_push]` |
 //! | `[finance]` | none | vouchers: `[finance.format.opus\|csv]`, `[finance.transport]` |
 //! | `[decisions]` | none | ChargeItems to the care system |
@@ -93,6 +94,10 @@ pub struct Settings {
     /// The team roster file, if the municipality keeps one (resolved against the
     /// configuration file's folder).
     pub roster: Option<PathBuf>,
+    /// The folder of termination events files (deaths, moves out, nursing-home moves), if the
+    /// municipality exports them (resolved against the configuration file's folder; an
+    /// existing folder).
+    pub events: Option<PathBuf>,
     /// The configured sources, in file order.
     pub sources: Vec<SourceSettings>,
     /// Vouchers to the finance system, if configured.
@@ -271,6 +276,9 @@ struct RawConfig {
     /// `[teams]` (default: no roster).
     #[serde(default)]
     teams: RawTeams,
+    /// `[events]` (default: no events folder).
+    #[serde(default)]
+    events: RawEvents,
     /// `[finance]`: vouchers to the finance system (default: none configured).
     finance: Option<crate::sinks::post::FinanceSettings>,
     /// `[decisions]`: tariff decisions to the care system (default: none configured).
@@ -297,6 +305,15 @@ struct RawConfig {
 struct RawTeams {
     /// A team roster CSV file, relative to the configuration file (default none).
     roster: Option<Spanned<String>>,
+}
+
+/// `[events]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    /// The folder of termination events CSV files, relative to the configuration file
+    /// (default none).
+    dir: Option<Spanned<String>>,
 }
 
 /// One `[[source]]`: a name, where its secret comes from, and exactly one kind table.
@@ -434,6 +451,7 @@ struct Layers {
     log_format: Option<Sourced<String>>,
     log_level: Option<Sourced<String>>,
     roster: Option<Sourced<String>>,
+    events: Option<Sourced<String>>,
     sources: Vec<(Origin, RawSource)>,
     finance: Option<crate::sinks::post::FinanceSettings>,
     decisions: Option<crate::sinks::decisions::DecisionsConfig>,
@@ -500,6 +518,7 @@ fn read_file_layer(src: &Source, diags: &mut Vec<Diagnostic>) -> (Layers, bool) 
         log_format: raw.log.format.map(sourced),
         log_level: raw.log.level.map(sourced),
         roster: raw.teams.roster.map(sourced),
+        events: raw.events.dir.map(sourced),
         finance: raw.finance,
         decisions: raw.decisions,
         finance_token: None,
@@ -763,6 +782,20 @@ fn build_settings(
         .roster
         .as_ref()
         .map(|r| resolve(config_dir, &r.value));
+    let events = layers.events.as_ref().and_then(|e| {
+        if e.value.trim().is_empty() {
+            diags.push(e.origin.diag("events.dir is empty"));
+            return None;
+        }
+        let dir = resolve(config_dir, &e.value);
+        if !dir.is_dir() {
+            diags.push(e.origin.diag(format!(
+                "events.dir {} is not a folder (missing, or a file)",
+                dir.display()
+            )));
+        }
+        Some(dir)
+    });
     let sources = build_sources(config_dir, layers.sources, diags);
     let mut finance = layers.finance;
     if let Some(token) = layers.finance_token {
@@ -841,6 +874,7 @@ fn build_settings(
     Some(Settings {
         daemon,
         roster,
+        events,
         sources,
         finance,
         decisions,
@@ -888,7 +922,10 @@ fn build_sources(
             )));
             continue;
         }
-        if name == crate::sources::ingest::IMPORT_SOURCE || name == crate::sources::roster::SOURCE {
+        if name == crate::sources::ingest::IMPORT_SOURCE
+            || name == crate::sources::roster::SOURCE
+            || name == crate::sources::events::SOURCE
+        {
             diags.push(origin.diag(format!("source name `{name}` is reserved")));
             continue;
         }

@@ -387,9 +387,9 @@ pub struct SourcePull {
     pub summary: ImportSummary,
 }
 
-/// Reads the roster and every `files` and `fhir_pull` source once (only `only` when given;
-/// `files` sources not when `skip_files`). One source failing does not stop the others; what
-/// it stored stays. Returns the summaries and the failures (`source: error`).
+/// Reads the roster, the events folder and every `files` and `fhir_pull` source once (only
+/// `only` when given; `files` sources not when `skip_files`). One source failing does not stop
+/// the others; what it stored stays. Returns the summaries and the failures (`source: error`).
 pub async fn pull_sources(
     loaded: &Loaded,
     store: &Store,
@@ -413,6 +413,18 @@ pub async fn pull_sources(
                 stored = s.stored
             ),
             Err(e) => failures.push(format!("roster: {e}")),
+        }
+    }
+    if let Some(dir) = &loaded.settings.events {
+        match crate::sources::events::sync(store, dir, &loaded.settings.pseudonym_key).await {
+            Ok(s) => tracing::info!(
+                message = "Events read.",
+                files = s.files,
+                events = s.events,
+                stored = s.stored,
+                withdrawn = s.withdrawn
+            ),
+            Err(e) => failures.push(format!("events: {e}")),
         }
     }
     for source in &loaded.settings.sources {

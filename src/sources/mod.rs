@@ -5,7 +5,9 @@
 //! - [`fhir_push`]: an HTTP endpoint that receives Bundles.
 //! - [`files`]: a landing folder of delivery-report files.
 //! - [`roster`]: a team roster file (CPR or source id, team, from, to).
+//! - [`events`]: a folder of termination events files (citizen, event, date).
 
+pub mod events;
 pub mod fhir_pull;
 pub mod fhir_push;
 pub mod files;

@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use progression_gateway::domain::{
     AcuteDelivery, Assessment, CitizenRecord, DeliveryMode, FollowUp, FunctionalLevel, Goal, Grant,
-    GrantStatus, PseudonymKey, SourceId, TerminationReason, Visit,
+    GrantStatus, PseudonymKey, SourceId, Visit,
 };
 use progression_gateway::mapping::{Law, Mappings};
 use progression_gateway::model::{Record, Versioned, resolve_history};
@@ -627,40 +627,179 @@ fn incremental_delivery_holds_one_report_of_the_guides_test_person() {
 
 // --- withdrawals and deaths -----------------------------------------------------------------
 
+/// `text` with Jens Hansen's `deceasedBoolean: false` replaced by `json` (JSON) or `xml` (XML).
+fn with_deceased(format: Format, text: &str, json: &str, xml: &str) -> String {
+    match format {
+        Format::Json => text.replace("\"deceasedBoolean\": false", json),
+        Format::Xml => text.replace("<deceasedBoolean value=\"false\"/>", xml),
+    }
+}
+
+fn terminations(r: &BundleReport) -> usize {
+    r.versions
+        .iter()
+        .filter(|v| matches!(v.record, Record::Termination(_)))
+        .count()
+}
+
 #[test]
-fn a_deceased_citizen_gets_a_termination_on_the_local_date_of_the_first_report() {
-    let edit = |format: Format, text: &str, stamp: &str| match format {
-        Format::Json => text
-            .replace("\"deceasedBoolean\": false", "\"deceasedBoolean\": true")
-            .replace("2021-02-25T02:00:36Z", stamp),
-        Format::Xml => text
-            .replace(
-                "<deceasedBoolean value=\"false\"/>",
-                "<deceasedBoolean value=\"true\"/>",
-            )
-            .replace("2021-02-25T02:00:36Z", stamp),
-    };
+fn deceased_boolean_marks_the_citizen_deceased_without_a_date_and_a_later_report_undoes_it() {
     for (format, text) in both("DeliveryReport-JensHansen-new-3") {
+        let dead = with_deceased(
+            format,
+            &text,
+            "\"deceasedBoolean\": true",
+            "<deceasedBoolean value=\"true\"/>",
+        );
         // 23:30 UTC is 00:30 the next day in Copenhagen.
-        let first = report_of(&edit(format, &text, "2021-02-24T23:30:00Z"), format);
-        let again = report_of(&edit(format, &text, "2021-03-02T09:00:00Z"), format);
-        assert!(citizen(&first).deceased);
-        let termination = first
-            .versions
-            .iter()
-            .find(|v| matches!(v.record, Record::Termination(_)))
-            .unwrap();
-        assert_eq!(termination.version_at, t("2021-02-24T23:30:00Z"));
-        let mut all = again.versions.clone();
-        all.extend(first.versions.clone());
-        let h = resolve_history(&all, chrono_tz::Europe::Copenhagen);
-        assert_eq!(h.terminations.len(), 1);
-        assert_eq!(h.terminations[0].on, d("2021-02-25"));
-        assert_eq!(h.terminations[0].reason, TerminationReason::Death);
+        let first = report_of(
+            &dead.replace("2021-02-25T02:00:36Z", "2021-02-24T23:30:00Z"),
+            format,
+        );
+        let profile = citizen(&first);
+        assert!(profile.deceased, "{format}");
+        assert_eq!(profile.deceased_on, None, "{format}");
+        assert_eq!(profile.reported_on, Some(d("2021-02-25")), "{format}");
+        // Death is the model's to derive from the citizen record: the reader emits no
+        // termination of its own (none keyed `{patient}/death`).
+        assert_eq!(terminations(&first), 0, "{format}");
+        assert!(
+            first
+                .versions
+                .iter()
+                .all(|v| !v.record.key().ends_with("/death")),
+            "{format}"
+        );
+        // The model derives the death: the local date of the first report.
+        let h = resolve_history(&first.versions, chrono_tz::Europe::Copenhagen);
+        assert_eq!(h.terminations.len(), 1, "{format}");
+        assert_eq!(h.terminations[0].on, d("2021-02-25"), "{format}");
+        assert_eq!(
+            h.terminations[0].reason,
+            progression_gateway::domain::TerminationReason::Death
+        );
         assert_eq!(
             h.terminations[0].source_id.as_str(),
             format!("{JENS}/death")
         );
+        // A later report saying not deceased is the current citizen record.
+        let later = report_of(
+            &text.replace("2021-02-25T02:00:36Z", "2021-03-02T09:00:00Z"),
+            format,
+        );
+        let mut all = later.versions.clone();
+        all.extend(first.versions.clone());
+        let h = resolve_history(&all, chrono_tz::Europe::Copenhagen);
+        assert!(!h.profile.unwrap().deceased, "{format}");
+        assert!(h.terminations.is_empty(), "{format}");
+    }
+}
+
+#[test]
+fn deceased_date_time_gives_the_local_date_of_death() {
+    let cases = [
+        // A date is the date.
+        ("2027-01-20", "2027-01-20"),
+        // A dateTime is converted to Copenhagen: CET (+01:00) in winter ...
+        ("2027-01-20T22:59:59Z", "2027-01-20"),
+        ("2027-01-20T23:30:00Z", "2027-01-21"),
+        ("2027-01-20T23:30:00+01:00", "2027-01-20"),
+        // ... CEST (+02:00) in summer.
+        ("2027-07-20T21:30:00Z", "2027-07-20"),
+        ("2027-07-20T22:30:00Z", "2027-07-21"),
+        // A dateTime without a zone is local time.
+        ("2027-01-20T23:30:00", "2027-01-20"),
+    ];
+    for (format, text) in both("DeliveryReport-JensHansen-new-3") {
+        for (raw, local) in cases {
+            let edited = with_deceased(
+                format,
+                &text,
+                &format!("\"deceasedDateTime\": \"{raw}\""),
+                &format!("<deceasedDateTime value=\"{raw}\"/>"),
+            );
+            let r = report_of(&edited, format);
+            let profile = citizen(&r);
+            assert!(profile.deceased, "{format} {raw}");
+            assert_eq!(profile.deceased_on, Some(d(local)), "{format} {raw}");
+            assert_eq!(terminations(&r), 0, "{format} {raw}");
+        }
+    }
+    for raw in ["2027-02-30", "20 January 2027", ""] {
+        for (format, text) in both("DeliveryReport-JensHansen-new-3") {
+            let edited = with_deceased(
+                format,
+                &text,
+                &format!("\"deceasedDateTime\": \"{raw}\""),
+                &format!("<deceasedDateTime value=\"{raw}\"/>"),
+            );
+            let e = report_error(&edited, format).to_string();
+            assert!(
+                e.contains(&format!("Patient/{JENS}")) && e.contains("Patient.deceasedDateTime"),
+                "{format} {raw}: {e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn deceased_date_time_reads_alike_in_json_and_xml() {
+    let [(jf, json), (xf, xml)] = both("DeliveryReport-JensHansen-new-3");
+    let raw = "2027-01-20T23:30:00Z";
+    let j = report_of(
+        &with_deceased(jf, &json, &format!("\"deceasedDateTime\": \"{raw}\""), ""),
+        jf,
+    );
+    let x = report_of(
+        &with_deceased(
+            xf,
+            &xml,
+            "",
+            &format!("<deceasedDateTime value=\"{raw}\"/>"),
+        ),
+        xf,
+    );
+    assert_eq!(j.versions, x.versions);
+    assert_eq!(citizen(&j).deceased_on, Some(d("2027-01-21")));
+}
+
+#[test]
+fn a_condition_is_in_focus_when_active_recurrence_or_relapse_on_the_problem_list() {
+    let cases = [
+        ("active", true),
+        ("recurrence", true),
+        ("relapse", true),
+        ("inactive", false),
+        ("remission", false),
+        ("resolved", false),
+    ];
+    for (format, text) in both("DeliveryReport-JensHansen-new-1") {
+        for (status, in_focus) in cases {
+            let edited = match format {
+                Format::Json => {
+                    text.replace("\"code\": \"active\"", &format!("\"code\": \"{status}\""))
+                }
+                Format::Xml => text.replace(
+                    "<code value=\"active\"/>",
+                    &format!("<code value=\"{status}\"/>"),
+                ),
+            };
+            let r = report_of(&edited, format);
+            let a = assessments(&r);
+            assert_eq!(a.len(), 4, "{format} {status}");
+            assert!(
+                a.iter().all(|a| a.in_focus == in_focus),
+                "{format} {status}: {:?}",
+                a.iter().map(|a| a.in_focus).collect::<Vec<_>>()
+            );
+            // Not on the problem list: never in focus.
+            let off_list = edited.replace("problem-list-item", "encounter-diagnosis");
+            let r = report_of(&off_list, format);
+            assert!(
+                assessments(&r).iter().all(|a| !a.in_focus),
+                "{format} {status} off the problem list"
+            );
+        }
     }
 }
 

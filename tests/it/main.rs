@@ -12,6 +12,7 @@ mod cli;
 mod daemon;
 mod decisions;
 mod demo;
+mod events;
 mod fhir_transport;
 mod finance_formats;
 mod finance_transport;

@@ -7,7 +7,7 @@ use crate::support::sshd;
 use crate::common::*;
 use chrono::{NaiveDate, TimeZone, Utc};
 use progression_gateway::config::{self, Loaded};
-use progression_gateway::domain::{CitizenRecord, SourceId, Termination, TerminationReason};
+use progression_gateway::domain::{CitizenRecord, SourceId};
 use progression_gateway::model::{Record, Versioned};
 use progression_gateway::sim::finance::{Books, process_folder, serve_http};
 use progression_gateway::sinks::decisions::DecisionsConfig;
@@ -131,11 +131,15 @@ async fn report_death(store: &Store, on: &str) {
         source: "test".into(),
         version_at: Utc.with_ymd_and_hms(2027, 1, 27, 21, 0, 0).unwrap(),
         withdrawn: false,
-        record: Record::Termination(Termination {
-            source_id: SourceId::parse("patient-b/death").unwrap(),
+        // The care system reports the citizen deceased, with the date of death.
+        record: Record::Citizen(CitizenRecord {
             citizen: citizen(2),
-            on: on.parse().unwrap(),
-            reason: TerminationReason::Death,
+            patient_id: Some(SourceId::parse("patient-b").unwrap()),
+            reported_on: None,
+            custodian_sor: None,
+            deceased: true,
+            deceased_on: Some(on.parse().unwrap()),
+            active: true,
         }),
     };
     store.put_batch(&[death], None).await.unwrap();

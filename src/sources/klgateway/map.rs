@@ -4,7 +4,7 @@ use super::wire::{self, Coding, Concept, Meta, Parsed, Reference, Resource};
 use super::{BundleReport, Counts, Document, ReadContext, ReadError, UnknownCode, bundle_name};
 use crate::domain::{
     AcuteDelivery, Assessment, CitizenRecord, Cpr, DeliveryMode, FollowUp, Goal, Grant,
-    GrantStatus, Pseudonym, SourceId, Termination, TerminationReason, Visit,
+    GrantStatus, Pseudonym, SourceId, Visit,
 };
 use crate::model::{Record, Versioned};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -33,6 +33,9 @@ const BASED_ON_INTERVENTION: &str =
     "http://fhir.kl.dk/gateway/StructureDefinition/BasedOnInterventionExtension";
 /// Extension on a condition: its planned follow-up Encounter.
 const FOLLOW_UP_ENCOUNTER: &str = "klgateway-care-follow-up-encounter-extension";
+/// Condition clinical statuses of a condition in focus (with category problem-list-item): the
+/// `active` codes of the FHIR value set (`inactive`, `remission`, `resolved` are not).
+const IN_FOCUS_CLINICAL: [&str; 3] = ["active", "recurrence", "relapse"];
 /// Observation code of a follow-up observation (SNOMED CT).
 const FOLLOW_UP_OBSERVATION: (&str, &str) = ("http://snomed.info/sct", "712744002");
 
@@ -522,7 +525,15 @@ impl Report<'_, '_> {
             .and_then(|m| m.identifier.as_ref())
             .filter(|i| i.system.as_deref() == Some(SOR_SYSTEM))
             .and_then(|i| i.value.clone());
-        let deceased = p.deceased_boolean.unwrap_or(false) || p.deceased_date_time.is_some();
+        // Deceased on `deceasedBoolean: true` or any `deceasedDateTime`; the date of death is
+        // the local date of `deceasedDateTime` (a date, or a dateTime in the time zone). Death
+        // itself is the model's to derive from the citizen record's versions, so a later report
+        // saying not deceased undoes it: no termination record here.
+        let deceased_on = match p.deceased_date_time.as_deref() {
+            Some(raw) => Some(self.date(it, raw, "Patient.deceasedDateTime")?),
+            None => None,
+        };
+        let deceased = p.deceased_boolean.unwrap_or(false) || deceased_on.is_some();
         let active = p.active.unwrap_or(true);
         let at = self.version_at(it)?;
         self.push(
@@ -534,22 +545,12 @@ impl Report<'_, '_> {
                 reported_on: Some(self.timestamp.with_timezone(&self.tz()).date_naive()),
                 custodian_sor,
                 deceased,
-                deceased_on: None,
+                deceased_on,
                 active,
             }),
         );
         if !active {
             self.counts.withdrawn += 1;
-        }
-        if deceased {
-            // The first report that says so gives the day (resolve_history keeps the first).
-            let termination = Termination {
-                source_id: source_id(&it.name, &format!("{}/death", it.id))?,
-                citizen: self.citizen.clone(),
-                on: self.timestamp.with_timezone(&self.tz()).date_naive(),
-                reason: TerminationReason::Death,
-            };
-            self.push(self.timestamp, false, Record::Termination(termination));
         }
         Ok(())
     }
@@ -800,7 +801,11 @@ impl Report<'_, '_> {
         };
         let withdrawn = has(c.verification_status.as_ref(), "entered-in-error")
             || has(c.clinical_status.as_ref(), "entered-in-error");
-        let in_focus = has(c.clinical_status.as_ref(), "active")
+        // In focus: clinically active (`active`, or back as `recurrence` or `relapse`) and on
+        // the problem list.
+        let in_focus = IN_FOCUS_CLINICAL
+            .iter()
+            .any(|code| has(c.clinical_status.as_ref(), code))
             && c.category
                 .iter()
                 .any(|cat| has(Some(cat), "problem-list-item"));
