@@ -163,6 +163,42 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = CoursesFormat::Table)]
         format: CoursesFormat,
     },
+    /// Why a course is paid what it is (its decision, rule, table cell, evidence and
+    /// supersessions), or what a voucher's amount is made of (the course-days that sum to it,
+    /// to the øre). A CPR number is read only from standard input, never from the command line.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["course", "voucher", "citizen_stdin"])))]
+    Explain {
+        /// A course id (as `courses --format json` shows it).
+        #[arg(long)]
+        course: Option<String>,
+        /// A voucher number (`PG27000001`).
+        #[arg(long)]
+        voucher: Option<String>,
+        /// Read one citizen's CPR number from standard input and explain their courses.
+        #[arg(long)]
+        citizen_stdin: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+        format: ExplainFormat,
+    },
+    /// Apply a tariff table as it is now to the recorded decisions that used an earlier
+    /// content of it: shows the effect per team and month, then records a supersession with
+    /// your reason for each course (the differences become correction vouchers in the next
+    /// nightly run). The only way an edited tariff file reaches recorded courses.
+    Reprice {
+        /// The table: TRACK/YEAR, e.g. `care/2027`.
+        #[arg(long)]
+        table: String,
+        /// Why (recorded with every supersession).
+        #[arg(long)]
+        reason: String,
+        /// Show the effect; record nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CoursesFormat::Table)]
+        format: CoursesFormat,
+    },
     /// The computed courses, with kind, group, daily tariff, start, end and end reason.
     Courses {
         /// Compute courses starting up to this day; default: the latest day in the stored data.
@@ -183,6 +219,15 @@ pub enum BudgetFormat {
     Json,
     /// CSV with a header line.
     Csv,
+}
+
+/// Output formats of `explain`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExplainFormat {
+    /// Text for people.
+    Text,
+    /// JSON.
+    Json,
 }
 
 /// File formats of `simulate`.
@@ -214,7 +259,8 @@ pub async fn run(cli: Cli) -> ExitCode {
     } = cli.command
     {
         // The demo builds its own configuration: it needs no file.
-        init_logging_with(LogFormat::Human, "warn");
+        // The run logs each finding at warn; the demo sums them up itself.
+        init_logging_with(LogFormat::Human, "warn,progression_gateway::run=error");
         let opts = crate::demo::DemoOptions {
             keep,
             citizens,
@@ -244,9 +290,38 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     init_logging(&loaded);
     let result = match cli.command {
-        Command::Validate => validate(&loaded),
+        Command::Validate => validate(&loaded, cli.database.as_deref()).await,
         Command::Budget { from, to, format } => {
             budget(&loaded, cli.database.as_deref(), from, to, format).await
+        }
+        Command::Explain {
+            course,
+            voucher,
+            citizen_stdin,
+            format,
+        } => {
+            let what = match (course, voucher, citizen_stdin) {
+                (Some(c), _, _) => Explain::Course(c),
+                (None, Some(v), _) => Explain::Voucher(v),
+                _ => Explain::CitizenStdin,
+            };
+            explain(&loaded, cli.database.as_deref(), what, format).await
+        }
+        Command::Reprice {
+            table,
+            reason,
+            dry_run,
+            format,
+        } => {
+            reprice(
+                &loaded,
+                cli.database.as_deref(),
+                &table,
+                &reason,
+                dry_run,
+                format,
+            )
+            .await
         }
         Command::Courses { until, format } => {
             courses(&loaded, cli.database.as_deref(), until, format).await
@@ -322,7 +397,7 @@ fn init_logging_with(format: LogFormat, level: &str) {
     };
 }
 
-fn validate(loaded: &Loaded) -> anyhow::Result<u8> {
+async fn validate(loaded: &Loaded, database: Option<&str>) -> anyhow::Result<u8> {
     let m = &loaded.mappings;
     println!(
         "configuration ok: {} intervention codes, {} level codes, {} teams, {} tariff tables",
@@ -331,6 +406,202 @@ fn validate(loaded: &Loaded) -> anyhow::Result<u8> {
         m.teams.len(),
         m.tariffs.tables().len()
     );
+    // Tariff tables edited under recorded decisions: say so, and that `reprice` is the way.
+    let url = database.unwrap_or(&loaded.settings.database_url);
+    if !store_exists(url) {
+        return Ok(EXIT_OK);
+    }
+    let store = open_store(loaded, database).await?;
+    let ledger = store.ledger_latest().await?;
+    let stale = crate::pipeline::reprice::stale_tables(&ledger, m);
+    for ((track, year), n) in &stale {
+        println!(
+            "note: the {track} tariff table {year} has changed since {n} recorded decision(s) used it; \
+             they keep their locked tariffs. To apply it to them: \
+             progression-gateway reprice --table {track}/{year} --reason \"...\" (try --dry-run first)"
+        );
+    }
+    store.close().await;
+    Ok(EXIT_OK)
+}
+
+/// Whether the store at `url` exists already (a SQLite file is not created by `validate`).
+fn store_exists(url: &str) -> bool {
+    match url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        Some(path) => {
+            let path = path.split('?').next().unwrap_or(path);
+            !path.contains(":memory:") && std::path::Path::new(path).exists()
+        }
+        None => true,
+    }
+}
+
+/// What `explain` explains.
+enum Explain {
+    Course(String),
+    Voucher(String),
+    CitizenStdin,
+}
+
+async fn explain(
+    loaded: &Loaded,
+    database: Option<&str>,
+    what: Explain,
+    format: ExplainFormat,
+) -> anyhow::Result<u8> {
+    let store = open_store(loaded, database).await?;
+    let mut out = std::io::stdout().lock();
+    let json = matches!(format, ExplainFormat::Json);
+    match what {
+        Explain::Course(id) => {
+            let Some(c) = crate::explain::course(&store, &id).await? else {
+                eprintln!("error: the course ledger holds no course {id}");
+                return Ok(EXIT_FAILURE);
+            };
+            if json {
+                serde_json::to_writer_pretty(&mut out, &c)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", crate::explain::course_text(&c))?;
+            }
+        }
+        Explain::Voucher(number) => {
+            let Some(v) = crate::explain::voucher(&store, &number).await? else {
+                eprintln!("error: the outbox holds no voucher {number}");
+                return Ok(EXIT_FAILURE);
+            };
+            if json {
+                serde_json::to_writer_pretty(&mut out, &v)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", crate::explain::voucher_text(&v))?;
+            }
+        }
+        Explain::CitizenStdin => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let cpr = crate::domain::Cpr::parse(line.trim())
+                .map_err(|e| anyhow::anyhow!("standard input does not hold a CPR number: {e}"))?;
+            let who = loaded.settings.pseudonym_key.citizen(&cpr);
+            drop(line);
+            let courses = crate::explain::citizen(&store, &who).await?;
+            if courses.is_empty() {
+                eprintln!(
+                    "error: the course ledger holds no course of citizen {}",
+                    who.short()
+                );
+                return Ok(EXIT_FAILURE);
+            }
+            if json {
+                serde_json::to_writer_pretty(&mut out, &courses)?;
+                writeln!(out)?;
+            } else {
+                for c in &courses {
+                    writeln!(out, "{}", crate::explain::course_text(c))?;
+                }
+            }
+        }
+    }
+    store.close().await;
+    Ok(EXIT_OK)
+}
+
+async fn reprice(
+    loaded: &Loaded,
+    database: Option<&str>,
+    table: &str,
+    reason: &str,
+    dry_run: bool,
+    format: CoursesFormat,
+) -> anyhow::Result<u8> {
+    let (track, year) = crate::pipeline::reprice::parse_table(table)?;
+    let Some(t) = loaded.mappings.tariffs.table(track, year) else {
+        anyhow::bail!(
+            "there is no {track} tariff table {year} in the mappings of {}",
+            loaded.settings.config_file.display()
+        );
+    };
+    let tz = loaded.settings.time_zone;
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    let store = open_store(loaded, database).await?;
+    let ctx = crate::run::Context::new(store.clone(), std::sync::Arc::new(loaded.clone()));
+    // Re-pricing changes money: never beside a nightly posting.
+    let lease = if dry_run {
+        None
+    } else {
+        match crate::run::Lease::claim(&ctx, "nightly", None, loaded.settings.daemon.lease).await? {
+            Some(l) => Some(l),
+            None => {
+                eprintln!(
+                    "error: the nightly job is running in another process; try again when it is done"
+                );
+                return Ok(EXIT_FAILURE);
+            }
+        }
+    };
+    let result = async {
+        let mut plan =
+            crate::pipeline::reprice::plan(&store, &loaded.mappings, tz, t, reason, today).await?;
+        if !dry_run && !plan.rows.is_empty() {
+            crate::pipeline::reprice::apply(&store, &mut plan, today).await?;
+        }
+        anyhow::Ok(plan)
+    }
+    .await;
+    if let Some(lease) = lease {
+        lease.release().await?;
+    }
+    let plan = result?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        CoursesFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &plan)?;
+            writeln!(out)?;
+        }
+        CoursesFormat::Table => {
+            writeln!(
+                out,
+                "{} recorded decision(s) use an earlier content of the {track} tariff table {year}.",
+                plan.rows.len()
+            )?;
+            if !plan.effects.is_empty() {
+                writeln!(
+                    out,
+                    "{:<12} {:<8} {:<7} {:>20} {:>20} {:>20}",
+                    "team", "track", "month", "before", "after", "difference"
+                )?;
+                let mut total = rust_decimal::Decimal::ZERO;
+                for e in &plan.effects {
+                    writeln!(
+                        out,
+                        "{:<12} {:<8} {:<7} {:>20} {:>20} {:>20}",
+                        e.team,
+                        e.track,
+                        e.month,
+                        crate::explain::kroner(e.before),
+                        crate::explain::kroner(e.after),
+                        crate::explain::kroner(e.difference)
+                    )?;
+                    total += e.difference;
+                }
+                writeln!(out, "{:<29} {:>62}", "total", crate::explain::kroner(total))?;
+            }
+            if plan.applied {
+                writeln!(
+                    out,
+                    "Re-priced: {} supersession(s) recorded with the reason \"{}\". The next nightly run posts the differences for months already posted as correction vouchers.",
+                    plan.rows.len(),
+                    plan.reason
+                )?;
+            } else if !plan.rows.is_empty() {
+                writeln!(out, "Dry run: nothing was recorded.")?;
+            }
+        }
+    }
+    store.close().await;
     Ok(EXIT_OK)
 }
 
@@ -555,7 +826,6 @@ async fn post(
         );
         return Ok(EXIT_FAILURE);
     };
-    report_findings(&report.findings);
     let summary = report.post;
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &summary)?;
@@ -665,7 +935,6 @@ async fn run_now(
     let report = crate::run::execute(&ctx, &req, &stop).await;
     lease.release().await?;
     let report = report?;
-    report_findings(&report.findings);
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &report)?;
     writeln!(out)?;

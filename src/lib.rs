@@ -16,6 +16,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod domain;
+pub mod explain;
 pub mod mapping;
 pub mod model;
 pub mod pipeline;

@@ -32,3 +32,12 @@ CREATE TABLE voucher_basis (
     voucher TEXT PRIMARY KEY NOT NULL REFERENCES vouchers (number),
     payload TEXT NOT NULL
 );
+
+-- The data-quality findings of each run's computation, by kind (pruned with the run).
+CREATE TABLE run_findings (
+    run_id BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+
+CREATE INDEX run_findings_run ON run_findings (run_id);

@@ -5,6 +5,8 @@
 //! ledger rows and stores the courses. The model stays pure: everything here that touches the
 //! store is in this module, nothing in `crate::model`.
 
+pub mod reprice;
+
 use crate::domain::{Pseudonym, TeamId, Track};
 use crate::mapping::Mappings;
 use crate::model::{

@@ -318,6 +318,14 @@ pub async fn execute(
     if interrupted {
         outcome = outcome.worst(Outcome::Interrupted);
     }
+    if !findings.is_empty() {
+        let journaled: Vec<(&str, String)> =
+            findings.iter().map(|f| (f.kind(), f.to_string())).collect();
+        store.record_findings(id, &journaled).await?;
+        for f in &findings {
+            tracing::warn!(message = "Data-quality finding.", run = id, kind = f.kind(), finding = %f);
+        }
+    }
     store
         .finish_run(id, Utc::now(), outcome, &counts, &errors)
         .await?;

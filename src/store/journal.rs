@@ -245,6 +245,8 @@ pub struct RunRecord {
     pub errors: Vec<String>,
     /// Its steps in order.
     pub steps: Vec<StepRecord>,
+    /// The data-quality findings of its computation, counted by kind.
+    pub findings: std::collections::BTreeMap<String, u64>,
 }
 
 const INSERT_RUN: &str = "INSERT INTO runs (job, trigger, scheduled_for, as_of, dry_run, holder, \
@@ -265,6 +267,13 @@ const SELECT_STEPS: &str = "SELECT run_id, seq, step, started_at, ended_at, outc
 const LAST_SUCCESS: &str = "SELECT MAX(ended_at) FROM runs WHERE outcome = 'ok' AND dry_run = $1";
 const RUN_OUTCOMES: &str = "SELECT job, outcome, COUNT(*) FROM runs GROUP BY job, outcome";
 const VOUCHER_STATES: &str = "SELECT state, COUNT(*) FROM vouchers GROUP BY state";
+const DELETE_FINDINGS_BEFORE: &str = "DELETE FROM run_findings WHERE run_id IN \
+     (SELECT id FROM runs WHERE started_at < $1 AND outcome <> 'running')";
+const INSERT_FINDING: &str = "INSERT INTO run_findings (run_id, kind, message) VALUES ($1, $2, $3)";
+const SELECT_FINDING_KINDS: &str = "SELECT run_id, kind, COUNT(*) FROM run_findings \
+     WHERE run_id BETWEEN $1 AND $2 GROUP BY run_id, kind ORDER BY run_id, kind";
+const SELECT_FINDINGS: &str =
+    "SELECT kind, message FROM run_findings WHERE run_id = $1 ORDER BY kind, message";
 const DELETE_STEPS_BEFORE: &str = "DELETE FROM run_steps WHERE run_id IN \
      (SELECT id FROM runs WHERE started_at < $1 AND outcome <> 'running')";
 const DELETE_RUNS_BEFORE: &str = "DELETE FROM runs WHERE started_at < $1 AND outcome <> 'running'";
@@ -522,7 +531,55 @@ impl Store {
                 run.steps.push(step);
             }
         }
+        let kinds: Vec<(i64, String, i64)> = with_pool!(self, |pool| {
+            sqlx::query_as(SELECT_FINDING_KINDS)
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(pool)
+                .await
+        })
+        .map_err(db(OP))?;
+        for (id, kind, n) in kinds {
+            if let Some(run) = runs.iter_mut().find(|r| r.id == id) {
+                run.findings.insert(kind, n as u64);
+            }
+        }
         Ok(runs)
+    }
+
+    /// Journals a run's data-quality findings (kind and message; messages name citizens by
+    /// their short pseudonym only), in one transaction.
+    pub async fn record_findings(
+        &self,
+        run_id: i64,
+        findings: &[(&str, String)],
+    ) -> Result<(), StoreError> {
+        const OP: &str = "journaling a run's findings";
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(db(OP))?;
+            for (kind, message) in findings {
+                sqlx::query(INSERT_FINDING)
+                    .bind(run_id)
+                    .bind(*kind)
+                    .bind(message.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(OP))?;
+            }
+            tx.commit().await.map_err(db(OP))?;
+            Ok(())
+        })
+    }
+
+    /// A run's journaled findings: (kind, message), sorted.
+    pub async fn run_findings(&self, run_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+        with_pool!(self, |pool| {
+            sqlx::query_as(SELECT_FINDINGS)
+                .bind(run_id)
+                .fetch_all(pool)
+                .await
+        })
+        .map_err(db("reading a run's findings"))
     }
 
     /// When the last successful (outcome `ok`, not dry) run ended.
@@ -570,6 +627,11 @@ impl Store {
         let before = codec::instant_text("retention limit", before)?;
         with_pool!(self, |pool| {
             let mut tx = pool.begin().await.map_err(db(OP))?;
+            sqlx::query(DELETE_FINDINGS_BEFORE)
+                .bind(before.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db(OP))?;
             sqlx::query(DELETE_STEPS_BEFORE)
                 .bind(before.as_str())
                 .execute(&mut *tx)
@@ -743,6 +805,7 @@ fn run_record(r: RunRow) -> Result<RunRecord, StoreError> {
         counts: serde_json::from_str(&counts).map_err(|e| bad(codec::json_problem(&e)))?,
         errors: serde_json::from_str(&errors).map_err(|e| bad(codec::json_problem(&e)))?,
         steps: Vec::new(),
+        findings: Default::default(),
     })
 }
 
