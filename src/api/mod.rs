@@ -7,6 +7,9 @@
 //! | `GET /readyz` | yes | 200 or 503, JSON: store reachable and the newest finished run |
 //! | `GET /metrics` | yes | 200, OpenMetrics text (process counters and store gauges) |
 //! | `GET /runs?last=N&job=NAME` | yes | 200, JSON array of journaled runs, newest first |
+//! | `GET /explain/course/{id}` | yes | 200, JSON: the course's decision, rule, evidence and supersessions; 404 |
+//! | `GET /explain/voucher/{number}` | yes | 200, JSON: the course-days a voucher's amount is made of; 404 |
+//! | `POST /explain/citizen` | yes | body `{"cpr": "..."}` (never in the URL): 200, JSON array of the citizen's courses; 404 |
 //! | `POST /fhir/Bundle` | its own | the push router ([`crate::sources::fhir_push`]) |
 //!
 //! Every endpoint but `/healthz` wants `Authorization: Bearer <token>`, compared in constant
@@ -52,6 +55,8 @@ pub struct ApiState {
     /// The bearer token wanted; never printed (`Debug` shows `[REDACTED]`).
     token: SecretString,
     metrics: Arc<Metrics>,
+    /// The pseudonym key, for `POST /explain/citizen` (absent: that endpoint answers 503).
+    key: Option<crate::domain::PseudonymKey>,
 }
 
 impl fmt::Debug for ApiState {
@@ -71,7 +76,14 @@ impl ApiState {
             store,
             token,
             metrics,
+            key: None,
         }
+    }
+
+    /// The same, able to pseudonymise a CPR given to `POST /explain/citizen`.
+    pub fn with_pseudonym_key(mut self, key: crate::domain::PseudonymKey) -> Self {
+        self.key = Some(key);
+        self
     }
 }
 
@@ -83,6 +95,9 @@ pub fn router(state: ApiState, push: Option<Router>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/runs", get(runs))
+        .route("/explain/course/{id}", get(explain_course))
+        .route("/explain/voucher/{number}", get(explain_voucher))
+        .route("/explain/citizen", axum::routing::post(explain_citizen))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let mut app = Router::new()
         .route("/healthz", get(healthz))
@@ -257,6 +272,79 @@ async fn runs(State(state): State<ApiState>, RawQuery(query): RawQuery) -> Respo
     };
     match ask("run journal", state.store.runs(q.last, q.job.as_deref())).await {
         Some(runs) => axum::Json(runs).into_response(),
+        None => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The store is unreachable; try again later.",
+        ),
+    }
+}
+
+async fn explain_course(
+    State(state): State<ApiState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match ask("course ledger", crate::explain::course(&state.store, &id)).await {
+        Some(Some(c)) => axum::Json(c).into_response(),
+        Some(None) => json_error(
+            StatusCode::NOT_FOUND,
+            "The course ledger holds no such course.",
+        ),
+        None => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The store is unreachable; try again later.",
+        ),
+    }
+}
+
+async fn explain_voucher(
+    State(state): State<ApiState>,
+    axum::extract::Path(number): axum::extract::Path<String>,
+) -> Response {
+    match ask("outbox", crate::explain::voucher(&state.store, &number)).await {
+        Some(Some(v)) => axum::Json(v).into_response(),
+        Some(None) => json_error(StatusCode::NOT_FOUND, "The outbox holds no such voucher."),
+        None => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The store is unreachable; try again later.",
+        ),
+    }
+}
+
+/// The body of `POST /explain/citizen`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CitizenQuery {
+    cpr: SecretString,
+}
+
+async fn explain_citizen(State(state): State<ApiState>, body: axum::body::Bytes) -> Response {
+    let Some(key) = &state.key else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This server cannot pseudonymise a CPR number.",
+        );
+    };
+    // The CPR is never echoed: a bad body gets a fixed message.
+    let Ok(q) = serde_json::from_slice::<CitizenQuery>(&body) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "The body must be JSON: {\"cpr\": \"ddmmyyxxxx\"}.",
+        );
+    };
+    use secrecy::ExposeSecret;
+    let Ok(cpr) = crate::domain::Cpr::parse(q.cpr.expose_secret()) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "`cpr` is not a CPR number (10 digits, ddmmyy-xxxx accepted).",
+        );
+    };
+    let who = key.citizen(&cpr);
+    match ask("course ledger", crate::explain::citizen(&state.store, &who)).await {
+        Some(courses) if courses.is_empty() => json_error(
+            StatusCode::NOT_FOUND,
+            "The course ledger holds no course of this citizen.",
+        ),
+        Some(courses) => axum::Json(courses).into_response(),
         None => json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "The store is unreachable; try again later.",

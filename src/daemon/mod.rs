@@ -56,7 +56,8 @@ pub async fn serve(ctx: Context, metrics: Arc<Metrics>, stop: StopSignal) -> any
             _ => None,
         });
         let app = crate::api::router(
-            ApiState::new(ctx.store.clone(), http.token.clone(), metrics.clone()),
+            ApiState::new(ctx.store.clone(), http.token.clone(), metrics.clone())
+                .with_pseudonym_key(ctx.loaded.settings.pseudonym_key.clone()),
             push,
         );
         let listener = tokio::net::TcpListener::bind(http.listen)

@@ -13,6 +13,7 @@ mod daemon;
 mod decisions;
 mod demo;
 mod events;
+mod explain;
 mod fhir_transport;
 mod finance_formats;
 mod finance_transport;
