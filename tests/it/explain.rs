@@ -397,3 +397,143 @@ async fn the_daemons_api_explains_courses_vouchers_and_citizens_behind_the_token
     assert_eq!(r.status(), 400);
     assert!(!r.text().await.unwrap().contains("3213991234"));
 }
+
+/// Citizen B of the worked examples: stabilisation group 3 from 2027-01-01, 260.00 a day.
+fn citizen_b() -> progression_gateway::model::CitizenHistory {
+    HistoryBuilder::new(2)
+        .team("nord", "2026-01-01", None)
+        .grant(PERSONAL_CARE, "2027-01-01", None)
+        .levels(&[3, 3, 3], "2026-12-20")
+        .build()
+}
+
+#[tokio::test]
+async fn an_edited_tariff_table_reaches_recorded_courses_only_through_reprice() {
+    let mut s = setup(false).await;
+    s.store
+        .put_batch(&versions_of(&citizen_b()), None)
+        .await
+        .unwrap();
+    post(&s, d("2027-01-20")).await;
+    let vouchers = s.store.vouchers().await.unwrap();
+    assert_eq!(vouchers.len(), 1);
+    assert_eq!(vouchers[0].voucher.amount.to_string(), "5200.00"); // 20 x 260.00
+
+    // Someone edits the 2027 table: group 3 stabilisation 260.00 -> 270.00.
+    let tariffs = s.dir.path().join("mappings/tariffs.toml");
+    let text = std::fs::read_to_string(&tariffs).unwrap();
+    std::fs::write(
+        &tariffs,
+        text.replacen(
+            "stabilisation = \"260.00\"",
+            "stabilisation = \"270.00\"",
+            1,
+        ),
+    )
+    .unwrap();
+    s.loaded = config::load(&s.config).unwrap();
+    let (out, err, ok) = cli(&s, &["validate"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("the care tariff table 2027 has changed since 1 recorded decision(s)")
+            && out.contains("reprice --table care/2027"),
+        "{out}"
+    );
+    // The next night keeps the locked tariff: no correction, and the finding says why.
+    let eval = progression_gateway::pipeline::evaluate(
+        &s.store,
+        &s.loaded.mappings,
+        s.loaded.settings.time_zone,
+        d("2027-01-21"),
+    )
+    .await
+    .unwrap();
+    assert!(eval.findings.iter().any(|f| matches!(
+        f,
+        progression_gateway::model::Finding::TariffTableChanged {
+            year: 2027,
+            decisions: 1,
+            ..
+        }
+    )));
+    post(&s, d("2027-01-21")).await;
+    let vouchers = s.store.vouchers().await.unwrap();
+    assert_eq!(vouchers.len(), 2);
+    assert_eq!(vouchers[1].voucher.amount.to_string(), "260.00");
+
+    // A dry run shows the effect per team and month and records nothing.
+    let rows = s.store.ledger_rows().await.unwrap();
+    let (out, err, ok) = cli(
+        &s,
+        &[
+            "reprice",
+            "--table",
+            "care/2027",
+            "--reason",
+            "Byrådet 2027-01-21",
+            "--dry-run",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("1 recorded decision(s)"), "{out}");
+    // January: 31 days x 10.00 more; the course runs 182 days to 2027-07-01.
+    assert!(
+        out.contains("2027-01") && out.contains("310,00 kr."),
+        "{out}"
+    );
+    assert!(
+        out.contains("2027-07") && out.contains("10,00 kr."),
+        "{out}"
+    );
+    assert!(out.contains("1.820,00 kr."), "total 182 x 10.00:\n{out}");
+    assert!(out.contains("Dry run"), "{out}");
+    assert_eq!(s.store.ledger_rows().await.unwrap(), rows);
+    // Without --reason it is refused by clap; with an empty one by the command.
+    let (_, err, ok) = cli(&s, &["reprice", "--table", "care/2027", "--reason", " "]);
+    assert!(!ok && err.contains("--reason"), "{err}");
+    let (_, err, ok) = cli(&s, &["reprice", "--table", "care/1999", "--reason", "x"]);
+    assert!(!ok && err.contains("no care tariff table 1999"), "{err}");
+
+    // Applied: one supersession with the reason; the next night posts the correction.
+    let (out, err, ok) = cli(
+        &s,
+        &[
+            "reprice",
+            "--table",
+            "care/2027",
+            "--reason",
+            "Byrådet 2027-01-21",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("Re-priced: 1 supersession(s)"), "{out}");
+    assert_eq!(s.store.ledger_rows().await.unwrap(), rows + 1);
+    post(&s, d("2027-01-22")).await;
+    let vouchers = s.store.vouchers().await.unwrap();
+    assert_eq!(vouchers.len(), 3);
+    // 22 x 270.00 = 5,940.00, minus 5,460.00 posted.
+    assert_eq!(vouchers[2].voucher.amount.to_string(), "480.00");
+    let id = s.store.ledger_latest().await.unwrap()[0]
+        .course_id
+        .0
+        .clone();
+    let c = progression_gateway::explain::course(&s.store, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.revisions.len(), 2);
+    assert_eq!(
+        c.revisions[1].reason,
+        "repriced with table care/2027: Byrådet 2027-01-21"
+    );
+    // Applying again finds nothing left to re-price and records nothing.
+    let (out, _, ok) = cli(
+        &s,
+        &["reprice", "--table", "care/2027", "--reason", "again"],
+    );
+    assert!(ok);
+    assert!(out.contains("0 recorded decision(s)"), "{out}");
+    assert_eq!(s.store.ledger_rows().await.unwrap(), rows + 1);
+    let (out, _, _) = cli(&s, &["validate"]);
+    assert!(!out.contains("has changed since"), "{out}");
+}
