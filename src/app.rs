@@ -564,8 +564,9 @@ async fn reprice(
         CoursesFormat::Table => {
             writeln!(
                 out,
-                "{} recorded decision(s) use an earlier content of the {track} tariff table {year}.",
-                plan.rows.len()
+                "{} recorded decision(s) use an earlier content of the {track} tariff table {year}; {} of them get another group or tariff.",
+                plan.rows.len(),
+                plan.changed_tariffs
             )?;
             if !plan.effects.is_empty() {
                 writeln!(

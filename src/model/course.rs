@@ -13,7 +13,7 @@ pub struct CourseId(pub String);
 
 impl fmt::Display for CourseId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 

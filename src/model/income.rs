@@ -33,7 +33,7 @@ impl Payee {
 
 impl fmt::Display for Payee {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

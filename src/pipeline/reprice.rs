@@ -65,6 +65,9 @@ pub struct Plan {
     pub reason: String,
     /// The new ledger rows (one per re-priced course).
     pub rows: Vec<LedgerEntry>,
+    /// How many of them get another group or tariff (the others only take the table's new
+    /// content hash).
+    pub changed_tariffs: usize,
     /// The effect per team, track and month over the courses' whole periods.
     pub effects: Vec<Effect>,
     /// Whether the rows were recorded.
@@ -115,6 +118,17 @@ pub async fn plan(
             ..e.clone()
         });
     }
+    let changed_tariffs = rows
+        .iter()
+        .filter(|r| {
+            let old = ledger
+                .iter()
+                .find(|e| e.course_id == r.course_id)
+                .and_then(|e| e.decision.as_ref());
+            let new = r.decision.as_ref();
+            old.map(|o| (o.group, o.tariff)) != new.map(|n| (n.group, n.tariff))
+        })
+        .count();
     let affected: BTreeSet<&str> = rows.iter().map(|r| r.course_id.0.as_str()).collect();
     let from = rows.iter().map(|r| r.start).min();
     let to = rows.iter().filter_map(|r| r.end).max();
@@ -135,6 +149,7 @@ pub async fn plan(
         table: format!("{}/{}", table.track, table.year),
         reason: reason.trim().to_owned(),
         rows,
+        changed_tariffs,
         effects,
         applied: false,
     })

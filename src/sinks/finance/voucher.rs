@@ -23,7 +23,7 @@ impl VoucherNumber {
 
 impl fmt::Display for VoucherNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
