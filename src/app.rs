@@ -632,8 +632,16 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Syncs the configured roster file, if any, into the store.
+/// Syncs the configured roster file and events folder, if any, into the store.
 async fn sync_roster(loaded: &Loaded, store: &Store) -> anyhow::Result<()> {
+    if let Some(dir) = &loaded.settings.events {
+        let s = crate::sources::events::sync(store, dir, &loaded.settings.pseudonym_key).await?;
+        tracing::info!(
+            message = "Events read.",
+            events = s.events,
+            stored = s.stored
+        );
+    }
     if let Some(path) = &loaded.settings.roster {
         let summary = crate::sources::roster::sync(
             store,
