@@ -4,7 +4,7 @@
 use crate::domain::{CourseKind, Pseudonym, Track};
 use crate::mapping::Mappings;
 use crate::model::{
-    CitizenHistory, Course, Finding, Payee, YearMonth, income, resolve_history, round_money,
+    CitizenHistory, Course, Finding, Payee, YearMonth, income, round_money,
     team_on,
 };
 use crate::run::Report;
@@ -168,15 +168,17 @@ pub(crate) async fn collect(
     scope: Scope,
 ) -> anyhow::Result<Summary> {
     let as_of = scope.as_of;
-    let histories: HashMap<Pseudonym, CitizenHistory> = store
-        .all_versions()
-        .await?
-        .into_iter()
-        .map(|(who, versions)| (who, resolve_history(&versions, tz)))
-        .collect();
+    // The same pipeline as the run: the recorded decisions read back as of the run's date.
+    let eval = crate::pipeline::evaluate(store, mappings, tz, as_of).await?;
+    let mut histories: HashMap<Pseudonym, CitizenHistory> = HashMap::new();
     let mut courses: HashMap<Pseudonym, Vec<Course>> = HashMap::new();
-    for c in store.courses().await? {
-        courses.entry(c.citizen.clone()).or_default().push(c);
+    for (h, cs) in eval.histories.into_iter().zip(eval.courses) {
+        if let Some(who) = h.citizen.clone() {
+            if !cs.is_empty() {
+                courses.insert(who.clone(), cs);
+            }
+            histories.insert(who, h);
+        }
     }
     let payee_name = |p: Option<crate::domain::TeamId>| {
         p.map_or_else(|| UNASSIGNED.to_owned(), |t| t.as_str().to_owned())
