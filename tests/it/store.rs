@@ -67,7 +67,7 @@ macro_rules! store_test {
 }
 
 /// Runs `test` on a fresh SQLite file in a temporary directory.
-async fn on_sqlite<F, Fut>(test: F)
+pub(crate) async fn on_sqlite<F, Fut>(test: F)
 where
     F: FnOnce(Store, String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -84,7 +84,7 @@ where
 }
 
 /// Runs `test` on a fresh PostgreSQL database, dropped afterwards (also when the test panics).
-async fn on_postgres<F, Fut>(test: F)
+pub(crate) async fn on_postgres<F, Fut>(test: F)
 where
     F: FnOnce(Store, String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
