@@ -4,8 +4,7 @@
 use crate::domain::{CourseKind, Pseudonym, Track};
 use crate::mapping::Mappings;
 use crate::model::{
-    CitizenHistory, Course, Finding, Payee, YearMonth, income, round_money,
-    team_on,
+    CitizenHistory, Course, Finding, Payee, YearMonth, income, round_money, team_on,
 };
 use crate::run::Report;
 use crate::sinks::finance::VoucherState;

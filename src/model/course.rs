@@ -422,6 +422,7 @@ fn track_grants<'a>(
                         source: String::new(),
                         id: grant.source_id.to_string(),
                         version_at: DateTime::<Utc>::MIN_UTC,
+                        version_on: None,
                         hash: String::new(),
                     },
                     |v| v.evidence.clone(),
@@ -469,10 +470,33 @@ fn known_grants<'a>(
                 evidence: known.evidence.clone(),
                 first_reported_at: Some(known.first_reported_at),
             }),
-            _ => out.push(g.clone()),
+            // As known on the day, the grant was not active then (a later version extended it
+            // back over the day): the decision does not read it.
+            _ => {}
         }
     }
+    if out.is_empty() {
+        // Only later versions make any grant active that day: read those.
+        return grants
+            .iter()
+            .filter(|g| g.active_on(day))
+            .cloned()
+            .collect();
+    }
     out
+}
+
+/// Whether a recorded decision's evidence no longer stands: a version it read is withdrawn or
+/// no longer in force, or a version dated on or before the start day that it did not read is
+/// known now (it arrived late). A version dated after the start day (a back-dated grant first
+/// reported after the decision) never changes a recorded decision.
+fn evidence_changed(recorded: &[Evidence], now: &[Evidence], start: NaiveDate) -> bool {
+    let recorded_set: BTreeSet<&Evidence> = recorded.iter().collect();
+    let now_set: BTreeSet<&Evidence> = now.iter().collect();
+    recorded_set.difference(&now_set).next().is_some()
+        || now_set
+            .difference(&recorded_set)
+            .any(|e| e.version_on.is_none_or(|on| on <= start))
 }
 
 fn first_death(terminations: &[Termination]) -> Option<NaiveDate> {
@@ -584,9 +608,11 @@ fn assess_track(
                     continue;
                 }
                 match fresh {
-                    Some(Ok((d, warning))) if d.evidence != rd.evidence => {
+                    Some(Ok((d, warning)))
+                        if evidence_changed(&rd.evidence, &d.evidence, start) =>
+                    {
                         out.findings.extend(warning);
-                        let why = evidence_change(&rd.evidence, &d.evidence);
+                        let why = evidence_change(&rd.evidence, &d.evidence, start);
                         (
                             d,
                             Some(Change::DecidedAfresh { why }),
@@ -719,7 +745,7 @@ fn end_of(
 }
 
 /// What changed between a recorded decision's evidence and today's, for people.
-fn evidence_change(old: &[Evidence], new: &[Evidence]) -> String {
+fn evidence_change(old: &[Evidence], new: &[Evidence], start: NaiveDate) -> String {
     let old_set: BTreeSet<&Evidence> = old.iter().collect();
     let new_set: BTreeSet<&Evidence> = new.iter().collect();
     let describe = |e: &Evidence| {
@@ -730,7 +756,11 @@ fn evidence_change(old: &[Evidence], new: &[Evidence]) -> String {
             e.version_at.format("%Y-%m-%dT%H:%M:%SZ")
         )
     };
-    let added: Vec<String> = new_set.difference(&old_set).map(|e| describe(e)).collect();
+    let added: Vec<String> = new_set
+        .difference(&old_set)
+        .filter(|e| e.version_on.is_none_or(|on| on <= start))
+        .map(|e| describe(e))
+        .collect();
     let gone: Vec<String> = old_set.difference(&new_set).map(|e| describe(e)).collect();
     let mut parts = Vec::new();
     if !added.is_empty() {

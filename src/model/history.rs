@@ -148,6 +148,9 @@ pub struct Evidence {
     pub id: String,
     /// The version's instant.
     pub version_at: DateTime<Utc>,
+    /// Its local date (`None` where the history was built without versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_on: Option<NaiveDate>,
     /// sha256 of the version's content (as the store hashes it), shortened to 16 bytes; empty
     /// where the history was built without versions (tests).
     pub hash: String,
@@ -233,6 +236,7 @@ impl CitizenHistory {
                     .set_on
                     .and_hms_opt(0, 0, 0)
                     .map_or(DateTime::<Utc>::MIN_UTC, |t| t.and_utc()),
+                version_on: Some(g.set_on),
                 hash: String::new(),
             }
         })
@@ -247,6 +251,7 @@ impl CitizenHistory {
                 source: String::new(),
                 id: key.to_owned(),
                 version_at: at,
+                version_on: None,
                 hash: String::new(),
             })
     }
@@ -314,6 +319,7 @@ pub fn resolve_history(versions: &[Versioned], tz: chrono_tz::Tz) -> CitizenHist
             source: (*source).to_owned(),
             id: key.clone(),
             version_at: v.version_at,
+            version_on: Some(local(v.version_at)),
             hash: version_hash(v),
         };
         let current = *all.last().expect("every entry has a version");

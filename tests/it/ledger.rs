@@ -1906,3 +1906,71 @@ async fn supersession_case(
     }
     Ok(())
 }
+
+ledger_test!(a_grant_version_dated_after_the_start_never_re_decides_a_recorded_successor);
+/// A §83a grant runs 2027-01-04 to 2027-01-31 (a development course to 2027-03-28); a
+/// personal-care grant from 2027-03-01 carries a stabilisation successor from 2027-03-29.
+/// On 2027-04-10 the §83a grant is re-sent with its end extended to 2027-06-30, and on
+/// 2027-04-12 a new §83a grant back-dated to 2027-03-20 is first reported: both are versions
+/// dated after the successor's start, so its recorded decision stands.
+async fn a_grant_version_dated_after_the_start_never_re_decides_a_recorded_successor(store: Store) {
+    let mut night = Night::new(store).await;
+    let who = citizen(71);
+    let mut versions = simple_citizen(
+        &who,
+        "patient-x",
+        "nord",
+        REHAB,
+        "2027-01-04",
+        Some("2027-01-31"),
+        &[2, 2, 2],
+    );
+    versions.push(v(
+        on(d("2027-02-27"), 10),
+        Record::Grant(grant(
+            &who,
+            "patient-x-care",
+            PERSONAL_CARE,
+            d("2027-03-01"),
+            None,
+        )),
+    ));
+    night.put(&versions).await;
+    night.vouchers_of("2027-03-31").await;
+    let rows = latest_rows(&night.store, &who).await;
+    let successor = rows
+        .values()
+        .find(|e| e.start == d("2027-03-29"))
+        .expect("a successor from 2027-03-29")
+        .clone();
+    assert_eq!(decision(&successor).kind, CourseKind::Stabilisation);
+    assert_eq!(locked(decision(&successor)), "180.00");
+
+    night
+        .put(&[v(
+            on(d("2027-04-10"), 10),
+            Record::Grant(grant(
+                &who,
+                "patient-x-grant",
+                REHAB,
+                d("2027-01-04"),
+                Some(d("2027-06-30")),
+            )),
+        )])
+        .await;
+    night.vouchers_of("2027-04-10").await;
+    night
+        .put(&[v(
+            on(d("2027-04-12"), 10),
+            Record::Grant(grant(&who, "patient-x-late", REHAB, d("2027-03-20"), None)),
+        )])
+        .await;
+    // Only the two new days at the locked 180.00: no correction.
+    assert_eq!(
+        night.vouchers_of("2027-04-12").await,
+        strings(&["nord care 2027-04 360.00"])
+    );
+    let rows = rows_of(&night.store, &successor.course_id).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0], successor);
+}
