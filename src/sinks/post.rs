@@ -2,7 +2,7 @@
 //! system, replies read back, and tariff decisions written to the care system.
 
 use super::decisions::{DecisionsClient, DecisionsConfig};
-use super::finance::transport::{Delivery, Transport, TransportConfig};
+use super::finance::transport::{Delivery, Transport, TransportConfig, TransportError};
 use super::finance::{Voucher, VoucherNumber, VoucherState, build, opus, reply};
 use crate::domain::{Pseudonym, Track};
 use crate::mapping::Mappings;
@@ -112,6 +112,40 @@ pub struct Rejected {
     pub message: String,
 }
 
+/// How many later seconds a file name may move to when the names before are taken.
+const MAX_NAME_TRIES: usize = 120;
+
+/// The file (name and content) of a batch of vouchers. HTTP: everything in the body derives
+/// from the stored vouchers (no clock), so a re-send under the same `Idempotency-Key` is
+/// byte-identical. Files: named by `at` (the Opus form has the second in it).
+fn render(
+    finance: &FinanceSettings,
+    pending: &[Voucher],
+    at: chrono::NaiveDateTime,
+) -> anyhow::Result<(String, Vec<u8>)> {
+    Ok(match (&finance.transport, &finance.format) {
+        (TransportConfig::Http(_), _) => {
+            let first = pending.first().map_or("", |v| v.number.0.as_str());
+            let last = pending.last().map_or("", |v| v.number.0.as_str());
+            let name = format!("vouchers-{first}-{last}.json");
+            let body = serde_json::to_vec(&serde_json::json!({
+                "file_name": name,
+                "vouchers": pending,
+            }))?;
+            (name, body)
+        }
+        (_, FileFormat::Opus(s)) => {
+            let name = opus::file_name(s, at);
+            let content = opus::write_request(s, &name, at, pending);
+            (name, content)
+        }
+        (_, FileFormat::Csv(s)) => {
+            let name = super::finance::csv::file_name(at);
+            (name, super::finance::csv::write_csv(s, pending)?)
+        }
+    })
+}
+
 fn idempotency_key(vouchers: &[Voucher]) -> String {
     let mut h = Sha256::new();
     for v in vouchers {
@@ -157,36 +191,44 @@ pub async fn send_vouchers(
         .await??;
     summary.vouchers_created = created.len() as u64;
     let transport = Transport::new(&finance.transport)?;
-    let pending: Vec<Voucher> = store
-        .vouchers()
-        .await?
+    let outbox = store.vouchers().await?;
+    // Names already given to files: a name is never used twice (the finance system may still
+    // hold the file, or remember the name).
+    let used: std::collections::HashSet<String> =
+        outbox.iter().filter_map(|v| v.file_name.clone()).collect();
+    let pending: Vec<Voucher> = outbox
         .into_iter()
         .filter(|v| v.state == VoucherState::Pending)
         .map(|v| v.voucher)
         .collect();
     if !pending.is_empty() {
-        let (name, content) = match (&finance.transport, &finance.format) {
-            (TransportConfig::Http(_), _) => (
-                format!("vouchers-{}.json", now.format("%Y%m%d-%H%M%S")),
-                serde_json::to_vec(&serde_json::json!({
-                    "file_name": format!("vouchers-{}.json", now.format("%Y%m%d-%H%M%S")),
-                    "vouchers": pending,
-                }))?,
-            ),
-            (_, FileFormat::Opus(s)) => {
-                let name = opus::file_name(s, now);
-                let content = opus::write_request(s, &name, now, &pending);
-                (name, content)
+        let key = idempotency_key(&pending);
+        let mut at = now;
+        let mut outcome = None;
+        for _ in 0..MAX_NAME_TRIES {
+            let (name, content) = render(finance, &pending, at)?;
+            let http = matches!(finance.transport, TransportConfig::Http(_));
+            if !http && used.contains(&name) {
+                at += chrono::Duration::seconds(1);
+                continue;
             }
-            (_, FileFormat::Csv(s)) => {
-                let name = super::finance::csv::file_name(now);
-                (name, super::finance::csv::write_csv(s, &pending)?)
+            match transport.deliver(&name, &content, &key).await {
+                // A file of this name is waiting to be collected: take the next second's name.
+                Err(TransportError::Exists(_)) if !http => {
+                    at += chrono::Duration::seconds(1);
+                }
+                result => {
+                    outcome = Some((name, result));
+                    break;
+                }
             }
-        };
-        match transport
-            .deliver(&name, &content, &idempotency_key(&pending))
-            .await
-        {
+        }
+        let (name, result) = outcome.ok_or_else(|| {
+            anyhow::anyhow!(
+                "no free voucher file name within {MAX_NAME_TRIES} seconds of {now}: files are not being collected"
+            )
+        })?;
+        match result {
             Ok(delivery) => {
                 for v in &pending {
                     store

@@ -404,3 +404,126 @@ async fn post_now(
         .expect("no other process holds the lease");
     report.post
 }
+
+/// Another citizen of team nord: stabilisation 260.00 a day from 2027-01-01.
+async fn citizen_c(store: &Store) {
+    let h = HistoryBuilder::new(3)
+        .team("nord", "2026-01-01", None)
+        .grant(PERSONAL_CARE, "2027-01-01", None)
+        .levels(&[3, 3, 3], "2026-12-20")
+        .build();
+    store.put_batch(&versions_of(&h), None).await.unwrap();
+}
+
+#[tokio::test]
+async fn two_postings_in_the_same_second_write_two_files_and_both_are_booked() {
+    let night = Night::new(None).await;
+    citizen_b(&night.store, "patient-b").await;
+    let first = night.run("2027-01-10").await;
+    assert_eq!(first.vouchers_sent, 1);
+    // New data and a second posting at the very same second, before the finance system
+    // collected the first file.
+    citizen_c(&night.store).await;
+    let second = night.run("2027-01-10").await;
+    assert_eq!(second.vouchers_sent, 1, "{:?}", second.delivery_errors);
+    let mut files: Vec<String> = std::fs::read_dir(&night.inbox)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "ZFIR_KMD_Opus_Posteringer_IND_0751_PGW_20270111_023000.xml",
+            "ZFIR_KMD_Opus_Posteringer_IND_0751_PGW_20270111_023001.xml"
+        ]
+    );
+    night.finance_processes();
+    assert_eq!(
+        night.books.voucher_count(),
+        2,
+        "neither file was overwritten"
+    );
+    night.run("2027-01-10").await;
+    assert_eq!(
+        night.states().await,
+        [VoucherState::Accepted, VoucherState::Accepted]
+    );
+    assert_eq!(night.posted().await.to_string(), "5200.00"); // 2 x 10 x 260
+}
+
+#[tokio::test]
+async fn the_folder_transport_never_replaces_a_file_that_is_not_collected() {
+    use progression_gateway::sinks::finance::transport::{Transport, TransportError};
+    let dir = tempfile::tempdir().unwrap();
+    let t = Transport::new(&TransportConfig::Folder {
+        dir: dir.path().join("out"),
+        reply_dir: dir.path().join("in"),
+    })
+    .unwrap();
+    t.deliver("a.xml", b"first", "k1").await.unwrap();
+    let e = t.deliver("a.xml", b"second", "k2").await.unwrap_err();
+    assert!(
+        matches!(e, TransportError::Exists(ref n) if n == "a.xml"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("out/a.xml")).unwrap(),
+        b"first"
+    );
+    // No temporary file is left behind.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("out")).unwrap().count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_http_re_send_after_a_lost_answer_is_byte_identical_and_accepted() {
+    let books = Books::default();
+    let http = serve_http(books.clone()).await.unwrap();
+    let night = Night::new(Some(TransportConfig::Http(HttpConfig {
+        url: http.url.clone(),
+        bearer_token: None,
+        timeout_secs: 5,
+    })))
+    .await;
+    citizen_b(&night.store, "patient-b").await;
+    let sent = night.run("2027-01-10").await;
+    assert_eq!(sent.vouchers_accepted, 1);
+    assert_eq!(books.voucher_count(), 1);
+    // The process died after the finance system booked the batch and before it read the
+    // answer: the voucher is still pending in the outbox.
+    let number = night.store.vouchers().await.unwrap()[0]
+        .voucher
+        .number
+        .clone();
+    night
+        .store
+        .set_voucher_state(&number, VoucherState::Pending, None, None)
+        .await
+        .unwrap();
+    // Re-sent an hour later with nothing new: the same key and the same body.
+    let finance = night.loaded.settings.finance.clone().unwrap();
+    let mut summary = PostSummary::default();
+    progression_gateway::sinks::post::send_vouchers(
+        &night.store,
+        &night.loaded.mappings,
+        &finance,
+        &[],
+        &Default::default(),
+        d("2027-01-10"),
+        d("2027-01-11").and_hms_opt(3, 30, 0).unwrap(),
+        &mut summary,
+    )
+    .await
+    .unwrap();
+    assert!(
+        summary.delivery_errors.is_empty(),
+        "{:?}",
+        summary.delivery_errors
+    );
+    assert_eq!(summary.vouchers_accepted, 1);
+    assert_eq!(night.states().await, [VoucherState::Accepted]);
+    assert_eq!(books.voucher_count(), 1, "booked once");
+}

@@ -90,7 +90,17 @@ fn write_atomically(dir: &Path, name: &str, content: &[u8]) -> Result<(), Transp
         f.write_all(content)?;
         f.sync_all()?;
         drop(f);
-        std::fs::rename(&tmp, &target)?;
+        // Never replace a file the finance system has not collected yet: a hard link fails
+        // when the name exists (atomically); where the file system has no hard links, look
+        // first.
+        match std::fs::hard_link(&tmp, &target) {
+            Ok(()) => std::fs::remove_file(&tmp)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
+            Err(_) if target.exists() => {
+                return Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists));
+            }
+            Err(_) => std::fs::rename(&tmp, &target)?,
+        }
         // Make the rename durable; not every file system lets a folder be opened or synced.
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
@@ -99,7 +109,11 @@ fn write_atomically(dir: &Path, name: &str, content: &[u8]) -> Result<(), Transp
     })();
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        TransportError::io(format!("writing {}", target.display()), e)
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            TransportError::Exists(name.to_owned())
+        } else {
+            TransportError::io(format!("writing {}", target.display()), e)
+        }
     })
 }
 

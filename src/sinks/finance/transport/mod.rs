@@ -117,6 +117,9 @@ pub enum TransportError {
     /// A file name with a folder part, a leading dot or nothing in it.
     #[error("invalid file name `{0}`")]
     InvalidName(String),
+    /// A file of that name is already there (not yet collected): it is never replaced.
+    #[error("a file named `{0}` is already there; it is never replaced")]
+    Exists(String),
     /// A local file operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -158,6 +161,7 @@ impl TransportError {
             Self::Config(_) | Self::InvalidName(_) | Self::HostKey(_) | Self::AuthFailed(_) => {
                 false
             }
+            Self::Exists(_) => true,
             Self::Io { .. } | Self::Sftp(_) | Self::Timeout(_) | Self::Http(_) => true,
             Self::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
         }
@@ -195,7 +199,7 @@ impl Transport {
     }
 
     /// Delivers one file. Folder/SFTP: written as `.<name>.part`, then renamed to `name`
-    /// ([`Delivery::Delivered`]). HTTP: POSTed as JSON with `Idempotency-Key: <key>`
+    /// ([`Delivery::Delivered`]), never over an existing file ([`TransportError::Exists`]). HTTP: POSTed as JSON with `Idempotency-Key: <key>`
     /// ([`Delivery::Answered`]). Never retried here.
     pub async fn deliver(
         &self,

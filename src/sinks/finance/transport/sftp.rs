@@ -43,9 +43,9 @@ impl SftpTransport {
         Duration::from_secs(self.config.timeout_secs.max(1))
     }
 
-    /// Writes `.<name>.part` in `remote_dir`, closes it, then renames it to `name`
-    /// (replacing an earlier copy of the same name: SFTP v3 cannot rename over a file, so
-    /// that copy is removed first and the name is briefly absent, never partial).
+    /// Writes `.<name>.part` in `remote_dir`, closes it, then renames it to `name`. A file of
+    /// that name already there (not yet collected) is never replaced: SFTP v3's rename
+    /// refuses an existing target, and the name is looked up first.
     pub async fn deliver(&self, name: &str, content: &[u8]) -> Result<Delivery, TransportError> {
         check_name(name)?;
         let dir = &self.config.remote_dir;
@@ -58,16 +58,17 @@ impl SftpTransport {
                 file.flush().await.map_err(io_err)?;
                 file.sync_all().await.map_err(sftp_err)?;
                 file.close().await.map_err(io_err)?;
-                // SFTP v3 rename refuses an existing target: remove an earlier copy first.
-                match sftp.remove_file(target.clone()).await {
-                    Ok(()) => {}
-                    Err(russh_sftp::client::error::Error::Status(s))
-                        if s.status_code == StatusCode::NoSuchFile => {}
-                    Err(e) => return Err(sftp_err(e)),
+                if sftp.metadata(target.clone()).await.is_ok() {
+                    return Err(TransportError::Exists(name.to_owned()));
                 }
-                sftp.rename(tmp.clone(), target.clone())
-                    .await
-                    .map_err(sftp_err)
+                match sftp.rename(tmp.clone(), target.clone()).await {
+                    Ok(()) => Ok(()),
+                    // Appeared meanwhile: SFTP v3 refuses to rename over it.
+                    Err(_) if sftp.metadata(target.clone()).await.is_ok() => {
+                        Err(TransportError::Exists(name.to_owned()))
+                    }
+                    Err(e) => Err(sftp_err(e)),
+                }
             }
             .await;
             if result.is_err() {
