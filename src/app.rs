@@ -370,11 +370,25 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`... | head`): what was done is done and journaled; stop
+        // quietly, as command-line tools do.
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_OK),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// Whether an error is a write to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_logging(loaded: &Loaded) {
@@ -399,13 +413,15 @@ fn init_logging_with(format: LogFormat, level: &str) {
 
 async fn validate(loaded: &Loaded, database: Option<&str>) -> anyhow::Result<u8> {
     let m = &loaded.mappings;
-    println!(
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "configuration ok: {} intervention codes, {} level codes, {} teams, {} tariff tables",
         m.interventions.rows().len(),
         m.levels.len(),
         m.teams.len(),
         m.tariffs.tables().len()
-    );
+    )?;
     // Tariff tables edited under recorded decisions: say so, and that `reprice` is the way.
     let url = database.unwrap_or(&loaded.settings.database_url);
     if !store_exists(url) {
@@ -415,11 +431,12 @@ async fn validate(loaded: &Loaded, database: Option<&str>) -> anyhow::Result<u8>
     let ledger = store.ledger_latest().await?;
     let stale = crate::pipeline::reprice::stale_tables(&ledger, m);
     for ((track, year), n) in &stale {
-        println!(
+        writeln!(
+            out,
             "note: the {track} tariff table {year} has changed since {n} recorded decision(s) used it; \
              they keep their locked tariffs. To apply it to them: \
              progression-gateway reprice --table {track}/{year} --reason \"...\" (try --dry-run first)"
-        );
+        )?;
     }
     store.close().await;
     Ok(EXIT_OK)

@@ -131,17 +131,38 @@ impl Context {
 /// A name for this process, unique among the daemons sharing a store: host, process id and a
 /// random suffix.
 pub fn holder_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!(
+        "{}:{}:{:08x}",
+        host_name(),
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_owned());
-    format!(
-        "{host}:{}:{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    )
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Whether a lease holder named by [`holder_name`] is a process of this host that no longer
+/// exists (its lease can be taken over at once). A holder on another host, or one whose
+/// process id is alive (even if reused), is not known to be gone.
+pub fn holder_is_gone(holder: &str) -> bool {
+    let mut parts = holder.rsplitn(3, ':');
+    let (Some(_random), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    host == host_name()
+        && pid != std::process::id()
+        && std::path::Path::new("/proc/self").exists()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// A run to do.
@@ -781,11 +802,27 @@ impl Lease {
         scheduled_for: Option<DateTime<Utc>>,
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError> {
-        if !ctx
+        let mut claimed = ctx
             .store
             .claim_job(job, &ctx.holder, scheduled_for, Utc::now(), ttl)
-            .await?
+            .await?;
+        if !claimed
+            && let Some(other) = ctx.store.lease_holder(job).await?
+            && holder_is_gone(&other)
         {
+            // Killed (SIGKILL, a panic) without giving the lease back: take it over at once.
+            tracing::warn!(
+                message = "Taking over the lease of a process that no longer exists.",
+                job,
+                holder = %other
+            );
+            ctx.store.take_over_from(job, &other, Utc::now()).await?;
+            claimed = ctx
+                .store
+                .claim_job(job, &ctx.holder, scheduled_for, Utc::now(), ttl)
+                .await?;
+        }
+        if !claimed {
             return Ok(None);
         }
         let (store, job_name, holder) = (ctx.store.clone(), job.to_owned(), ctx.holder.clone());

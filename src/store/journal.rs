@@ -287,6 +287,9 @@ const CLAIM_SCHEDULED: &str = "UPDATE job_leases SET holder = $2, expires_at = $
      AND (last_scheduled_for IS NULL OR last_scheduled_for < $5)";
 const ABANDON_RUNS: &str = "UPDATE runs SET outcome = 'abandoned', ended_at = $3 \
      WHERE job = $1 AND outcome = 'running' AND holder <> $2";
+const SELECT_HOLDER: &str = "SELECT holder FROM job_leases WHERE job = $1";
+const ABANDON_RUNS_OF: &str = "UPDATE runs SET outcome = 'abandoned', ended_at = $2 \
+     WHERE holder = $1 AND outcome = 'running'";
 const RENEW_LEASE: &str = "UPDATE job_leases SET expires_at = $3 WHERE job = $1 AND holder = $2";
 const RELEASE_LEASE: &str =
     "UPDATE job_leases SET holder = NULL, expires_at = NULL WHERE job = $1 AND holder = $2";
@@ -725,6 +728,47 @@ impl Store {
     }
 
     /// Gives a held lease back.
+    /// Who holds `job`'s lease now (expired or not), if anyone.
+    pub async fn lease_holder(&self, job: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(Option<String>,)> = with_pool!(self, |pool| {
+            sqlx::query_as(SELECT_HOLDER)
+                .bind(job)
+                .fetch_optional(pool)
+                .await
+        })
+        .map_err(db("reading a job's lease"))?;
+        Ok(row.and_then(|(h,)| h))
+    }
+
+    /// Frees `job`'s lease held by `holder` (a process known to be gone) and journals its
+    /// running runs, of any job, as abandoned.
+    pub async fn take_over_from(
+        &self,
+        job: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "taking over a dead process's lease";
+        let now = codec::instant_text("now", now)?;
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(db(OP))?;
+            sqlx::query(RELEASE_LEASE)
+                .bind(job)
+                .bind(holder)
+                .execute(&mut *tx)
+                .await
+                .map_err(db(OP))?;
+            sqlx::query(ABANDON_RUNS_OF)
+                .bind(holder)
+                .bind(now.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db(OP))?;
+            tx.commit().await.map_err(db(OP))?;
+            Ok(())
+        })
+    }
+
     pub async fn release_job(&self, job: &str, holder: &str) -> Result<(), StoreError> {
         with_pool!(self, |pool| {
             sqlx::query(RELEASE_LEASE)

@@ -19,6 +19,7 @@ mod finance_formats;
 mod finance_transport;
 mod ingest;
 mod klgateway_reader;
+mod lease;
 mod ledger;
 mod model_properties;
 mod post;
