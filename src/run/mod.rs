@@ -607,6 +607,8 @@ fn counts_of(s: &PostSummary) -> RunCounts {
         vouchers_accepted: s.vouchers_accepted,
         vouchers_rejected: s.vouchers_rejected.len() as u64,
         vouchers_pending: s.vouchers_pending,
+        vouchers_resent: s.vouchers_resent,
+        vouchers_unanswered: s.vouchers_unanswered,
         decisions_written: s.decisions_written,
         decisions_unchanged: s.decisions_unchanged,
         ..RunCounts::default()
@@ -672,6 +674,7 @@ async fn replies_step(
     all.vouchers_accepted += summary.vouchers_accepted;
     all.vouchers_rejected.extend(summary.vouchers_rejected);
     all.vouchers_pending = summary.vouchers_pending;
+    all.vouchers_unanswered = summary.vouchers_unanswered;
     all.delivery_errors.extend(summary.delivery_errors);
     Ok(result)
 }

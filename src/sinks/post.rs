@@ -31,6 +31,15 @@ pub struct FinanceSettings {
     pub format: FileFormat,
     /// The transport (`[finance.transport]` with `kind = "folder" | "sftp" | "http"`).
     pub transport: TransportConfig,
+    /// A voucher sent without a reply for this many hours is sent again, with the same
+    /// number and content (the finance system's duplicate check makes that harmless).
+    /// Default 24; never for CSV, whose receivers send no replies.
+    #[serde(default = "default_resend_after_hours")]
+    pub resend_after_hours: u32,
+}
+
+fn default_resend_after_hours() -> u32 {
+    24
 }
 
 /// What a night's posting did.
@@ -48,6 +57,10 @@ pub struct PostSummary {
     pub vouchers_rejected: Vec<Rejected>,
     /// Vouchers still waiting to be delivered (the finance side was down).
     pub vouchers_pending: u64,
+    /// Vouchers sent again this run: no reply came within `resend_after_hours`.
+    pub vouchers_resent: u64,
+    /// Vouchers sent and still without a reply.
+    pub vouchers_unanswered: u64,
     /// Delivery errors (the vouchers stay pending and go next run).
     pub delivery_errors: Vec<String>,
     /// ChargeItems written (created or updated).
@@ -196,9 +209,29 @@ pub async fn send_vouchers(
     // hold the file, or remember the name).
     let used: std::collections::HashSet<String> =
         outbox.iter().filter_map(|v| v.file_name.clone()).collect();
+    // Pending vouchers, and sent ones whose reply is overdue (lost, or never written): the
+    // same number and content again.
+    let replies_expected = !matches!(finance.format, FileFormat::Csv(_))
+        || matches!(finance.transport, TransportConfig::Http(_));
+    let overdue = chrono::Duration::hours(i64::from(finance.resend_after_hours));
+    let now_utc = chrono::Utc::now();
+    let mut resent = 0u64;
     let pending: Vec<Voucher> = outbox
         .into_iter()
-        .filter(|v| v.state == VoucherState::Pending)
+        .filter(|v| {
+            let stale = replies_expected
+                && v.state == VoucherState::Sent
+                && now_utc - v.updated_at >= overdue;
+            if stale {
+                resent += 1;
+                tracing::warn!(
+                    message = "No reply for a sent voucher: sending it again.",
+                    voucher = %v.voucher.number,
+                    sent_at = %v.updated_at
+                );
+            }
+            v.state == VoucherState::Pending || stale
+        })
         .map(|v| v.voucher)
         .collect();
     if !pending.is_empty() {
@@ -236,6 +269,7 @@ pub async fn send_vouchers(
                         .await?;
                 }
                 summary.vouchers_sent = pending.len() as u64;
+                summary.vouchers_resent = resent;
                 if let Delivery::Answered(body) = delivery {
                     apply_reply(store, &body, summary).await?;
                 }
@@ -247,6 +281,7 @@ pub async fn send_vouchers(
         }
     }
     summary.vouchers_pending = pending_count(store).await?;
+    summary.vouchers_unanswered = unanswered_count(store).await?;
     Ok(())
 }
 
@@ -256,6 +291,15 @@ async fn pending_count(store: &Store) -> anyhow::Result<u64> {
         .await?
         .iter()
         .filter(|v| v.state == VoucherState::Pending)
+        .count() as u64)
+}
+
+async fn unanswered_count(store: &Store) -> anyhow::Result<u64> {
+    Ok(store
+        .vouchers()
+        .await?
+        .iter()
+        .filter(|v| v.state == VoucherState::Sent)
         .count() as u64)
 }
 
@@ -281,6 +325,7 @@ pub async fn read_replies(
         }
     }
     summary.vouchers_pending = pending_count(store).await?;
+    summary.vouchers_unanswered = unanswered_count(store).await?;
     Ok(())
 }
 

@@ -152,6 +152,12 @@ pub struct RunCounts {
     pub runs_pruned: u64,
     /// Archived or rejected files removed by the retention policy.
     pub files_pruned: u64,
+    /// Vouchers re-sent this run because no reply came within `finance.resend_after_hours`.
+    #[serde(default)]
+    pub vouchers_resent: u64,
+    /// Vouchers sent and still without a reply after the run (until the finance system answers).
+    #[serde(default)]
+    pub vouchers_unanswered: u64,
 }
 
 impl RunCounts {
@@ -175,6 +181,10 @@ impl RunCounts {
         self.decisions_unchanged += o.decisions_unchanged;
         self.runs_pruned += o.runs_pruned;
         self.files_pruned += o.files_pruned;
+        self.vouchers_resent += o.vouchers_resent;
+        if o.vouchers_unanswered > 0 || o.vouchers_sent > 0 || o.vouchers_accepted > 0 {
+            self.vouchers_unanswered = o.vouchers_unanswered;
+        }
     }
 }
 

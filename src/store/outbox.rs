@@ -18,6 +18,8 @@ pub struct OutboxVoucher {
     pub message: Option<String>,
     /// The file it was last sent in, if any.
     pub file_name: Option<String>,
+    /// When its state last changed (for a `sent` voucher: when it was last sent).
+    pub updated_at: chrono::DateTime<Utc>,
 }
 
 const INSERT_VOUCHER: &str = "INSERT INTO vouchers (number, year, seq, team, track, month, amount, \
@@ -25,7 +27,7 @@ const INSERT_VOUCHER: &str = "INSERT INTO vouchers (number, year, seq, team, tra
      VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', NULL, NULL, $8, $9, $9)";
 const MAX_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM vouchers WHERE year = $1";
 const SELECT_VOUCHERS: &str =
-    "SELECT payload, state, message, file_name FROM vouchers ORDER BY year, seq";
+    "SELECT payload, state, message, file_name, updated_at FROM vouchers ORDER BY year, seq";
 const UPDATE_STATE: &str = "UPDATE vouchers SET state = $2, message = COALESCE($3, message), \
      file_name = COALESCE($4, file_name), updated_at = $5 WHERE number = $1";
 const SELECT_DECISION: &str = "SELECT content_hash FROM decisions WHERE course_id = $1";
@@ -104,13 +106,15 @@ impl Store {
     /// Every voucher in the outbox, oldest first.
     pub async fn vouchers(&self) -> Result<Vec<OutboxVoucher>, StoreError> {
         let rows = with_pool!(self, |pool| {
-            sqlx::query_as::<_, (String, String, Option<String>, Option<String>)>(SELECT_VOUCHERS)
-                .fetch_all(pool)
-                .await
+            sqlx::query_as::<_, (String, String, Option<String>, Option<String>, String)>(
+                SELECT_VOUCHERS,
+            )
+            .fetch_all(pool)
+            .await
         })
         .map_err(db("reading the outbox"))?;
         rows.into_iter()
-            .map(|(payload, state, message, file_name)| {
+            .map(|(payload, state, message, file_name, updated_at)| {
                 let voucher: Voucher =
                     serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt {
                         what: "voucher",
@@ -122,11 +126,18 @@ impl Store {
                     row: voucher.number.to_string(),
                     reason: "unknown state".into(),
                 })?;
+                let updated_at =
+                    codec::parse_instant(&updated_at).map_err(|reason| StoreError::Corrupt {
+                        what: "voucher updated_at",
+                        row: voucher.number.to_string(),
+                        reason,
+                    })?;
                 Ok(OutboxVoucher {
                     voucher,
                     state,
                     message,
                     file_name,
+                    updated_at,
                 })
             })
             .collect()

@@ -391,6 +391,7 @@ impl Night {
         std::fs::create_dir_all(&replies).unwrap();
         std::fs::create_dir_all(dir.path().join("events")).unwrap();
         loaded.settings.finance = Some(FinanceSettings {
+            resend_after_hours: 24,
             format: FileFormat::Opus(OpusSettings {
                 municipality_code: "0751".into(),
                 data_provider_id: "PGW".into(),

@@ -52,6 +52,7 @@ impl Night {
         std::fs::create_dir_all(&inbox).unwrap();
         std::fs::create_dir_all(&replies).unwrap();
         loaded.settings.finance = Some(FinanceSettings {
+            resend_after_hours: 24,
             format: FileFormat::Opus(opus()),
             transport: transport.unwrap_or(TransportConfig::Folder {
                 dir: inbox.clone(),
@@ -526,4 +527,37 @@ async fn an_http_re_send_after_a_lost_answer_is_byte_identical_and_accepted() {
     assert_eq!(summary.vouchers_accepted, 1);
     assert_eq!(night.states().await, [VoucherState::Accepted]);
     assert_eq!(books.voucher_count(), 1, "booked once");
+}
+
+#[tokio::test]
+async fn a_sent_voucher_whose_reply_is_lost_is_sent_again_with_the_same_number() {
+    let mut night = Night::new(None).await;
+    if let Some(f) = night.loaded.settings.finance.as_mut() {
+        f.resend_after_hours = 0;
+    }
+    citizen_b(&night.store, "patient-b").await;
+    let first = night.run("2027-01-10").await;
+    assert_eq!(first.vouchers_sent, 1);
+    assert_eq!(first.vouchers_unanswered, 1);
+    // The finance system books the file, but its reply is lost.
+    night.finance_processes();
+    for e in std::fs::read_dir(&night.replies).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    assert_eq!(night.states().await, [VoucherState::Sent]);
+    // The next run sends it again (same number); the duplicate check answers "already
+    // received", which counts as accepted. Nothing is booked twice.
+    let again = night.run("2027-01-10").await;
+    assert_eq!(again.vouchers_created, 0);
+    assert_eq!(again.vouchers_resent, 1);
+    night.finance_processes();
+    let done = night.run("2027-01-10").await;
+    assert_eq!(done.vouchers_accepted, 1);
+    assert_eq!(done.vouchers_unanswered, 0);
+    assert_eq!(night.states().await, [VoucherState::Accepted]);
+    assert_eq!(night.books.voucher_count(), 1, "booked once");
+    assert_eq!(night.posted().await.to_string(), "2600.00");
 }
