@@ -630,23 +630,46 @@ async fn open_store(loaded: &Loaded, database: Option<&str>) -> anyhow::Result<S
         .with_context(|| format!("cannot open the store {}", redact_url(url)))
 }
 
-/// A database URL with any password replaced, fit for a message.
+/// A database URL with any password replaced, fit for a message: the `user:password@` part
+/// and query parameters such as `?password=...` (`password`, `sslpassword`, `passwd`, `pwd`).
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
+            let userinfo = &base[scheme + 3..at];
             match userinfo.find(':') {
                 Some(colon) => format!(
                     "{}{}:****{}",
-                    &url[..scheme + 3],
+                    &base[..scheme + 3],
                     &userinfo[..colon],
-                    &url[at..]
+                    &base[at..]
                 ),
-                None => url.to_owned(),
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _))
+                    if ["password", "sslpassword", "passwd", "pwd"]
+                        .iter()
+                        .any(|p| k.eq_ignore_ascii_case(p)) =>
+                {
+                    format!("{k}=****")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&masked.join("&"));
     }
+    out
 }
 
 /// Syncs the configured roster file and events folder, if any, into the store.
@@ -1164,15 +1187,17 @@ impl<'a> From<&'a Course> for CourseRow<'a> {
     }
 }
 
-/// The latest day any stored record speaks of: the default horizon of `courses`.
+/// The latest day the stored records report something on: the default horizon of `courses`.
+/// A grant's end is not a reported day (an open grant is often sent ending 9999-12-31), so
+/// courses are never computed towards it.
 fn latest_known_day(histories: &[CitizenHistory]) -> Option<NaiveDate> {
     histories
         .iter()
         .flat_map(|h| {
             h.grants
                 .iter()
-                .flat_map(|g| [Some(g.start), g.end])
-                .flatten()
+                .map(|g| g.start)
+                .chain(h.grant_versions.iter().map(|v| v.version_on))
                 .chain(h.assessments.iter().map(|a| a.assessed_on))
                 .chain(h.terminations.iter().map(|t| t.on))
                 .chain(h.assignments.iter().map(|a| a.from))
@@ -1260,5 +1285,13 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://gw@db/gw"), "postgres://gw@db/gw");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            redact_url("postgres://db/gw?user=gw&password=s3cret&sslmode=require"),
+            "postgres://db/gw?user=gw&password=****&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://gw:a@db/gw?sslpassword=k"),
+            "postgres://gw:****@db/gw?sslpassword=****"
+        );
     }
 }

@@ -71,6 +71,16 @@ pub const DEFAULT_TIME_ZONE: &str = "Europe/Copenhagen";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://progression-gateway.db";
 /// Default of `mappings.dir` (relative to the configuration file).
 pub const DEFAULT_MAPPINGS_DIR: &str = "mappings";
+/// The first directive of a log filter that is a bare word but no level (`infoo`), if any.
+fn unknown_level(filter: &str) -> Option<&str> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.contains(['=', ':', '[']))
+        .find(|d| !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(d)) && !d.contains("::"))
+}
+
 /// Default of `log.level`.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -770,6 +780,13 @@ fn build_settings(
         Some(l) => {
             if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&l.value) {
                 diags.push(l.origin.diag(format!("bad log level `{}`: {e}", l.value)));
+            } else if let Some(bad) = unknown_level(&l.value) {
+                // A bare word that is not a level parses as a target name and would silently
+                // turn every other log line off.
+                diags.push(l.origin.diag(format!(
+                    "bad log level `{bad}`: expected one of off, error, warn, info, debug, trace \
+                     (or directives such as `info,sqlx=warn`)"
+                )));
             }
             l.value.clone()
         }
@@ -1266,6 +1283,30 @@ mod tests {
             "{shown:#?}"
         );
         assert_eq!(shown.len(), 5, "{shown:#?}");
+    }
+
+    #[test]
+    fn a_misspelt_log_level_is_refused_with_its_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = write_config(
+            tmp.path(),
+            "[pseudonym]\nkey = \"demo-only-pseudonym-key-0001\"\n[log]\nlevel = \"infoo\"",
+        );
+        let shown = errors(&path, &[]);
+        let name = path.display().to_string();
+        assert!(
+            shown[0].starts_with(&format!("{name}:4: bad log level `infoo`")),
+            "{shown:#?}"
+        );
+        let shown = errors(&path, &[("PROGRESSION_GATEWAY__LOG__LEVEL", "verbose")]);
+        assert!(
+            shown.iter().any(|s| s.contains("bad log level `verbose`")),
+            "{shown:#?}"
+        );
+        assert_eq!(unknown_level("info,sqlx=warn"), None);
+        assert_eq!(unknown_level("WARN"), None);
+        assert_eq!(unknown_level("progression_gateway::run=debug"), None);
+        assert_eq!(unknown_level("debug,infoo"), Some("infoo"));
     }
 
     #[test]

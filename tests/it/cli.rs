@@ -196,3 +196,31 @@ fn a_missing_configuration_file_is_named() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("config/nope.toml"));
 }
+
+#[tokio::test]
+async fn a_grant_ending_9999_12_31_never_makes_courses_to_that_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    // An open grant sent with the common "no end" value.
+    let h = HistoryBuilder::new(9)
+        .team("nord", "2026-01-01", None)
+        .grant(PERSONAL_CARE, "2027-01-01", Some("9999-12-31"))
+        .levels(&[3, 3, 3], "2026-12-20")
+        .build();
+    store.put_batch(&versions_of(&h), None).await.unwrap();
+    let out = gateway(&[
+        "--config",
+        "config/example.toml",
+        "--database",
+        &url,
+        "courses",
+        "--format",
+        "json",
+    ]);
+    let rows = rows(&out);
+    // Computed up to the last reported day (the grant's start), not to the year 9999.
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["start"], "2027-01-01");
+    assert_eq!(store.ledger_rows().await.unwrap(), 1);
+}
