@@ -36,6 +36,18 @@ pub struct FinanceSettings {
     /// Default 24; never for CSV, whose receivers send no replies.
     #[serde(default = "default_resend_after_hours")]
     pub resend_after_hours: u32,
+    /// The wordings by which the finance system refuses a voucher number as already received
+    /// (an `E` reply whose text contains one, case-insensitively, counts as accepted). Default:
+    /// [`reply::DEFAULT_DUPLICATE_PATTERNS`] (Danish, then English).
+    #[serde(default = "default_duplicate_replies")]
+    pub duplicate_replies: Vec<String>,
+}
+
+fn default_duplicate_replies() -> Vec<String> {
+    reply::DEFAULT_DUPLICATE_PATTERNS
+        .iter()
+        .map(|p| (*p).to_owned())
+        .collect()
 }
 
 fn default_resend_after_hours() -> u32 {
@@ -271,7 +283,7 @@ pub async fn send_vouchers(
                 summary.vouchers_sent = pending.len() as u64;
                 summary.vouchers_resent = resent;
                 if let Delivery::Answered(body) = delivery {
-                    apply_reply(store, &body, summary).await?;
+                    apply_reply(store, &body, &finance.duplicate_replies, summary).await?;
                 }
             }
             Err(e) => {
@@ -315,7 +327,7 @@ pub async fn read_replies(
         match transport.fetch_replies().await {
             Ok(replies) => {
                 for r in replies {
-                    apply_reply(store, &r.content, summary).await?;
+                    apply_reply(store, &r.content, &finance.duplicate_replies, summary).await?;
                     transport.archive_reply(&r.name).await?;
                 }
             }
@@ -329,14 +341,19 @@ pub async fn read_replies(
     Ok(())
 }
 
-async fn apply_reply(store: &Store, body: &[u8], summary: &mut PostSummary) -> anyhow::Result<()> {
+async fn apply_reply(
+    store: &Store,
+    body: &[u8],
+    duplicates: &[String],
+    summary: &mut PostSummary,
+) -> anyhow::Result<()> {
     let known: HashMap<VoucherNumber, VoucherState> = store
         .vouchers()
         .await?
         .into_iter()
         .map(|v| (v.voucher.number, v.state))
         .collect();
-    for (number, outcome) in reply::read_reply(body)? {
+    for (number, outcome) in reply::read_reply_with(body, duplicates)? {
         let Some(state) = known.get(&number) else {
             tracing::warn!(message = "A reply names an unknown voucher.", voucher = %number);
             continue;

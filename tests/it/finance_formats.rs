@@ -321,3 +321,33 @@ decimal_comma = true
     assert!(write_csv(&utf8, &v).is_ok());
     assert!(toml::from_str::<CsvSettings>("colums = []").is_err());
 }
+
+#[test]
+fn a_danish_duplicate_reply_written_by_hand_counts_as_already_received() {
+    use progression_gateway::sinks::finance::reply::read_reply_with;
+    // As an Opus installation might write it: a prefix, Danish wording, other spacing.
+    let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ns0:FinancePostingResponse xmlns:ns0="http://kmd.dk/fir/posting/external">
+  <ns0:RETURN>
+    <ns0:MESSAGE_TYPE>E</ns0:MESSAGE_TYPE>
+    <ns0:RECEIV_DOC> PG27000007 </ns0:RECEIV_DOC>
+    <ns0:MESSAGE>Bilag PG27000007 er ALLEREDE MODTAGET i regnskabsåret</ns0:MESSAGE>
+  </ns0:RETURN>
+  <ns0:RETURN>
+    <ns0:MESSAGE_TYPE>E</ns0:MESSAGE_TYPE>
+    <ns0:RECEIV_DOC>PG27000008</ns0:RECEIV_DOC>
+    <ns0:MESSAGE>Konto 52202000 findes ikke</ns0:MESSAGE>
+  </ns0:RETURN>
+</ns0:FinancePostingResponse>"#;
+    let read = read_reply(xml.as_bytes()).unwrap();
+    assert_eq!(read[0].0, VoucherNumber("PG27000007".into()));
+    assert_eq!(read[0].1, ReplyOutcome::AlreadyReceived);
+    assert_eq!(
+        read[1].1,
+        ReplyOutcome::Rejected("Konto 52202000 findes ikke".into())
+    );
+    // A municipality's own wording, configured.
+    let own = read_reply_with(xml.as_bytes(), &["findes ikke".to_owned()]).unwrap();
+    assert_eq!(own[1].1, ReplyOutcome::AlreadyReceived);
+    assert!(matches!(own[0].1, ReplyOutcome::Rejected(_)));
+}

@@ -392,6 +392,7 @@ impl Night {
         std::fs::create_dir_all(dir.path().join("events")).unwrap();
         loaded.settings.finance = Some(FinanceSettings {
             resend_after_hours: 24,
+            duplicate_replies: vec!["already received".into()],
             format: FileFormat::Opus(OpusSettings {
                 municipality_code: "0751".into(),
                 data_provider_id: "PGW".into(),

@@ -53,6 +53,7 @@ impl Night {
         std::fs::create_dir_all(&replies).unwrap();
         loaded.settings.finance = Some(FinanceSettings {
             resend_after_hours: 24,
+            duplicate_replies: vec!["already received".into()],
             format: FileFormat::Opus(opus()),
             transport: transport.unwrap_or(TransportConfig::Folder {
                 dir: inbox.clone(),

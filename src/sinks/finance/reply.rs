@@ -8,7 +8,8 @@
 //! ```
 //!
 //! `I` = booked; `E` = refused. A voucher number already received that year is refused with a
-//! message containing "already received": the voucher was booked before, so it counts as accepted.
+//! message saying so (`DEFAULT_DUPLICATE_PATTERNS`, Danish wordings first, or the configured
+//! `finance.duplicate_replies`): the voucher was booked before, so it counts as accepted.
 
 use super::opus::KMD_NAMESPACE;
 use super::voucher::VoucherNumber;
@@ -55,8 +56,39 @@ impl ReplyError {
     }
 }
 
-/// Reads a `FinancePostingResponse`: the outcome per voucher number, in file order.
+/// The wordings by which an `E` reply refuses a voucher number as already received (matched
+/// case-insensitively anywhere in its text), Danish first: the default of
+/// `finance.duplicate_replies`.
+pub const DEFAULT_DUPLICATE_PATTERNS: [&str; 6] = [
+    "allerede modtaget",
+    "allerede indlæst",
+    "allerede bogført",
+    "findes allerede",
+    "dublet",
+    "already received",
+];
+
+/// Reads a `FinancePostingResponse` with the default duplicate wordings.
 pub fn read_reply(bytes: &[u8]) -> Result<Vec<(VoucherNumber, ReplyOutcome)>, ReplyError> {
+    let patterns: Vec<String> = DEFAULT_DUPLICATE_PATTERNS
+        .iter()
+        .map(|p| (*p).to_owned())
+        .collect();
+    read_reply_with(bytes, &patterns)
+}
+
+/// Reads a `FinancePostingResponse`: the outcome per voucher number, in file order. An `E` row
+/// whose text contains one of `duplicate_patterns` (case-insensitively) is
+/// [`ReplyOutcome::AlreadyReceived`].
+pub fn read_reply_with(
+    bytes: &[u8],
+    duplicate_patterns: &[String],
+) -> Result<Vec<(VoucherNumber, ReplyOutcome)>, ReplyError> {
+    let patterns: Vec<String> = duplicate_patterns
+        .iter()
+        .map(|p| p.trim().to_lowercase())
+        .filter(|p| !p.is_empty())
+        .collect();
     let root = parse_tree(bytes)?;
     root.expect_name("FinancePostingResponse")?;
     let mut out = Vec::new();
@@ -77,7 +109,11 @@ pub fn read_reply(bytes: &[u8]) -> Result<Vec<(VoucherNumber, ReplyOutcome)>, Re
         }
         let outcome = match kind.trim() {
             "I" => ReplyOutcome::Accepted,
-            "E" if message.to_lowercase().contains("already received") => {
+            "E" if {
+                let text = message.to_lowercase();
+                patterns.iter().any(|p| text.contains(p.as_str()))
+            } =>
+            {
                 ReplyOutcome::AlreadyReceived
             }
             "E" => ReplyOutcome::Rejected(message),
