@@ -63,8 +63,9 @@ pub struct SftpConfig {
     #[serde(default)]
     pub known_hosts_file: Option<PathBuf>,
     /// Accept any host key when no `known_hosts_file` is given. For tests only: it allows a
-    /// man in the middle.
-    #[serde(default)]
+    /// man in the middle, so the configuration must spell it
+    /// `insecure_accept_unknown_host_key`, and every connection warns.
+    #[serde(default, rename = "insecure_accept_unknown_host_key")]
     pub accept_unknown_host_key: bool,
     /// The remote folder voucher files are written to.
     pub remote_dir: String,
@@ -259,3 +260,24 @@ fn is_reply_name(name: &str) -> bool {
 
 /// The name of the folder processed replies are moved into.
 const ARCHIVE: &str = "archive";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SFTP: &str = "kind = \"sftp\"\nhost = \"h\"\nuser = \"u\"\nprivate_key_file = \"k\"\n\
+                        remote_dir = \"in\"\nreply_dir = \"out\"\n";
+
+    #[test]
+    fn unchecked_host_keys_need_the_insecure_spelling() {
+        let plain: Result<TransportConfig, _> =
+            toml::from_str(&format!("{SFTP}accept_unknown_host_key = true\n"));
+        let e = plain.unwrap_err().to_string();
+        assert!(e.contains("accept_unknown_host_key"), "{e}");
+        let insecure: TransportConfig =
+            toml::from_str(&format!("{SFTP}insecure_accept_unknown_host_key = true\n")).unwrap();
+        assert!(matches!(insecure, TransportConfig::Sftp(c) if c.accept_unknown_host_key));
+        let checked: TransportConfig = toml::from_str(SFTP).unwrap();
+        assert!(matches!(checked, TransportConfig::Sftp(c) if !c.accept_unknown_host_key));
+    }
+}

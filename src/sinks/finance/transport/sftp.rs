@@ -27,7 +27,7 @@ impl SftpTransport {
     pub fn new(config: SftpConfig) -> Result<Self, TransportError> {
         if config.known_hosts_file.is_none() && !config.accept_unknown_host_key {
             return Err(TransportError::Config(
-                "sftp: known_hosts_file is required (accept_unknown_host_key is for tests only)"
+                "sftp: known_hosts_file is required (insecure_accept_unknown_host_key is for tests only)"
                     .into(),
             ));
         }
@@ -252,7 +252,7 @@ impl russh::client::Handler for HostKeyCheck {
         };
         let Some(path) = &self.known_hosts else {
             if self.accept_unknown {
-                tracing::warn!(host = %self.host, "accepting the SFTP host key unchecked (accept_unknown_host_key)");
+                tracing::warn!(host = %self.host, "INSECURE: accepting the SFTP host key unchecked (insecure_accept_unknown_host_key): anyone on the network path can pose as the finance system");
                 return Ok(true);
             }
             return self.refuse("no known_hosts_file configured".into());
