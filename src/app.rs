@@ -24,6 +24,8 @@ pub const EXIT_CONFIG: u8 = 1;
 pub const EXIT_REJECTED: u8 = 2;
 /// Exit code of a runtime failure (store unreachable, file unreadable, ...).
 pub const EXIT_FAILURE: u8 = 3;
+/// Exit code of a usage error (as clap's own): arguments that do not fit together.
+pub const EXIT_USAGE: u8 = 2;
 
 /// progression-gateway: steers municipal home care by progression instead of by hours.
 #[derive(Debug, Parser)]
@@ -48,12 +50,29 @@ pub enum Command {
     /// Team income from all stored data: one row per team, track and month.
     Budget {
         /// First day of the period (YYYY-MM-DD).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_date)]
         from: NaiveDate,
         /// Last day of the period, inclusive (YYYY-MM-DD). A future period is a projection on
         /// the data known now: the clock is never read.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_date)]
         to: NaiveDate,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = BudgetFormat::Table)]
+        format: BudgetFormat,
+        /// Number format of the table and CSV: `en` (1552635.00, CSV with `,`) or `da`
+        /// (1.552.635,00, CSV with `;` and decimal comma, as Danish spreadsheets expect).
+        #[arg(long, value_enum, default_value_t = Locale::En)]
+        locale: Locale,
+    },
+    /// The voucher outbox: number, team, track, month, amount, state, the finance system's
+    /// message and the file it went in.
+    Vouchers {
+        /// Only vouchers in this state: pending, sent, accepted, rejected.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only vouchers of this month (YYYY-MM).
+        #[arg(long)]
+        month: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = BudgetFormat::Table)]
         format: BudgetFormat,
@@ -91,7 +110,7 @@ pub enum Command {
         #[arg(long, default_value_t = 120)]
         days: u32,
         /// First day of the history.
-        #[arg(long, default_value = "2027-01-01")]
+        #[arg(long, default_value = "2027-01-01", value_parser = parse_date)]
         start: NaiveDate,
         /// Seed of the simulation.
         #[arg(long, default_value_t = 1)]
@@ -108,7 +127,7 @@ pub enum Command {
     /// written to the care system. Prints a JSON summary.
     Post {
         /// The last day income is posted for (default: yesterday, the last whole day).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_date)]
         as_of: Option<NaiveDate>,
         /// Print the vouchers and decisions that would be sent; store and send nothing.
         #[arg(long)]
@@ -121,7 +140,7 @@ pub enum Command {
     /// code 0 ok, 2 partial (something rejected or left for the next run), 3 failed.
     Run {
         /// The last day income is posted for (default: yesterday, the last whole day).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_date)]
         as_of: Option<NaiveDate>,
         /// Change nothing outside the gateway: read fhir_pull sources, compute, and count what
         /// would be sent; store no courses, send no vouchers, write no decisions, move no files.
@@ -199,15 +218,42 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = CoursesFormat::Table)]
         format: CoursesFormat,
     },
-    /// The computed courses, with kind, group, daily tariff, start, end and end reason.
+    /// The courses, with kind, group, daily tariff, start, end and end reason: recorded
+    /// decisions read back, the others as they would be decided. Writes nothing.
     Courses {
         /// Compute courses starting up to this day; default: the latest day in the stored data.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_date)]
         until: Option<NaiveDate>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = CoursesFormat::Table)]
         format: CoursesFormat,
     },
+}
+
+/// A date argument: `YYYY-MM-DD`, said so when it is not.
+fn parse_date(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("expected a date as YYYY-MM-DD (e.g. 2027-01-31), got `{text}`"))
+}
+
+/// Number formats for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Locale {
+    /// `1552635.00`; CSV separated by `,`.
+    En,
+    /// `1.552.635,00`; CSV separated by `;` with a decimal comma.
+    Da,
+}
+
+/// An amount in `locale`'s format, rounded to øre (no currency sign).
+fn amount_text(amount: rust_decimal::Decimal, locale: Locale) -> String {
+    let rounded = round_money(amount);
+    match locale {
+        Locale::En => format!("{rounded:.2}"),
+        Locale::Da => crate::explain::kroner(rounded)
+            .trim_end_matches(" kr.")
+            .to_owned(),
+    }
 }
 
 /// Output formats of `budget`.
@@ -291,9 +337,23 @@ pub async fn run(cli: Cli) -> ExitCode {
     init_logging(&loaded);
     let result = match cli.command {
         Command::Validate => validate(&loaded, cli.database.as_deref()).await,
-        Command::Budget { from, to, format } => {
-            budget(&loaded, cli.database.as_deref(), from, to, format).await
+        Command::Budget {
+            from,
+            to,
+            format,
+            locale,
+        } => {
+            if from > to {
+                eprintln!("error: --from {from} is after --to {to}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            budget(&loaded, cli.database.as_deref(), from, to, format, locale).await
         }
+        Command::Vouchers {
+            state,
+            month,
+            format,
+        } => vouchers(&loaded, cli.database.as_deref(), state, month, format).await,
         Command::Explain {
             course,
             voucher,
@@ -1073,6 +1133,8 @@ fn report_findings(findings: &[Finding]) {
 #[derive(Debug, Serialize)]
 struct BudgetRow {
     team: String,
+    team_name: String,
+    cost_centre: String,
     track: Track,
     month: String,
     course_days: u32,
@@ -1085,8 +1147,8 @@ async fn budget(
     from: NaiveDate,
     to: NaiveDate,
     format: BudgetFormat,
+    locale: Locale,
 ) -> anyhow::Result<u8> {
-    anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
     let store = open_store(loaded, database).await?;
     // A projection: recorded decisions are read, new ones are decided but not recorded.
     let eval =
@@ -1095,15 +1157,149 @@ async fn budget(
     let mut findings = eval.findings.clone();
     findings.extend(report.findings);
     report_findings(&findings);
-    let rows: Vec<BudgetRow> = report
+    let m = &loaded.mappings;
+    let rows: Vec<(BudgetRow, rust_decimal::Decimal)> = report
         .lines
         .iter()
-        .map(|(k, l)| BudgetRow {
-            team: k.payee.to_string(),
-            track: k.track,
-            month: k.month.to_string(),
-            course_days: l.course_days,
-            amount: round_money(l.amount).to_string(),
+        .map(|(k, l)| {
+            let (team_name, cost_centre) = match &k.payee {
+                crate::model::Payee::Team(id) => m.team(id).map_or_else(
+                    || (String::new(), String::new()),
+                    |t| (t.name.clone(), t.cost_centre.to_string()),
+                ),
+                crate::model::Payee::Unassigned => (
+                    "(no team)".to_owned(),
+                    m.accounts
+                        .as_ref()
+                        .map(|a| a.fallback_cost_centre.to_string())
+                        .unwrap_or_default(),
+                ),
+            };
+            (
+                BudgetRow {
+                    team: k.payee.to_string(),
+                    team_name,
+                    cost_centre,
+                    track: k.track,
+                    month: k.month.to_string(),
+                    course_days: l.course_days,
+                    amount: round_money(l.amount).to_string(),
+                },
+                round_money(l.amount),
+            )
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    match format {
+        BudgetFormat::Json => {
+            let plain: Vec<&BudgetRow> = rows.iter().map(|(r, _)| r).collect();
+            serde_json::to_writer_pretty(&mut out, &plain)?;
+            writeln!(out)?;
+        }
+        BudgetFormat::Csv => {
+            let mut w = csv::WriterBuilder::new()
+                .delimiter(if locale == Locale::Da { b';' } else { b',' })
+                .from_writer(out);
+            w.write_record([
+                "team",
+                "team_name",
+                "cost_centre",
+                "track",
+                "month",
+                "course_days",
+                "amount",
+            ])?;
+            for (r, amount) in &rows {
+                w.write_record([
+                    r.team.as_str(),
+                    r.team_name.as_str(),
+                    r.cost_centre.as_str(),
+                    r.track.as_str(),
+                    r.month.as_str(),
+                    &r.course_days.to_string(),
+                    &amount_text(*amount, locale),
+                ])?;
+            }
+            w.flush()?;
+        }
+        BudgetFormat::Table => {
+            writeln!(
+                out,
+                "{:<12} {:<20} {:<11} {:<8} {:<7} {:>11} {:>16}",
+                "team", "name", "cost centre", "track", "month", "course-days", "amount (DKK)"
+            )?;
+            let mut total = rust_decimal::Decimal::ZERO;
+            for (r, amount) in &rows {
+                writeln!(
+                    out,
+                    "{:<12} {:<20} {:<11} {:<8} {:<7} {:>11} {:>16}",
+                    r.team,
+                    r.team_name,
+                    r.cost_centre,
+                    r.track,
+                    r.month,
+                    r.course_days,
+                    amount_text(*amount, locale)
+                )?;
+                total += amount;
+            }
+            writeln!(out, "{:<74} {:>16}", "total", amount_text(total, locale))?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+async fn vouchers(
+    loaded: &Loaded,
+    database: Option<&str>,
+    state: Option<String>,
+    month: Option<String>,
+    format: BudgetFormat,
+) -> anyhow::Result<u8> {
+    use crate::sinks::finance::VoucherState;
+    let state = match state.as_deref() {
+        None => None,
+        Some(s) => Some(VoucherState::parse(s).ok_or_else(|| {
+            anyhow::anyhow!("--state `{s}`: expected pending, sent, accepted or rejected")
+        })?),
+    };
+    if let Some(m) = &month
+        && chrono::NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").is_err()
+    {
+        eprintln!("error: --month `{m}`: expected YYYY-MM (e.g. 2027-01)");
+        return Ok(EXIT_USAGE);
+    }
+    let store = open_store(loaded, database).await?;
+    #[derive(Serialize)]
+    struct Row {
+        number: String,
+        team: String,
+        track: Track,
+        month: String,
+        amount: String,
+        state: &'static str,
+        message: Option<String>,
+        file: Option<String>,
+    }
+    let rows: Vec<Row> = store
+        .vouchers()
+        .await?
+        .into_iter()
+        .filter(|v| state.is_none_or(|s| v.state == s))
+        .filter(|v| {
+            month
+                .as_ref()
+                .is_none_or(|m| v.voucher.month.to_string() == *m)
+        })
+        .map(|v| Row {
+            number: v.voucher.number.0.clone(),
+            team: v.voucher.team.clone(),
+            track: v.voucher.track,
+            month: v.voucher.month.to_string(),
+            amount: v.voucher.amount.to_string(),
+            state: v.state.as_str(),
+            message: v.message.clone(),
+            file: v.file_name.clone(),
         })
         .collect();
     let mut out = std::io::stdout().lock();
@@ -1114,30 +1310,42 @@ async fn budget(
         }
         BudgetFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
-            for row in &rows {
-                w.serialize(row)?;
-            }
-            if rows.is_empty() {
-                w.write_record(["team", "track", "month", "course_days", "amount"])?;
+            w.write_record([
+                "number", "team", "track", "month", "amount", "state", "message", "file",
+            ])?;
+            for r in &rows {
+                w.write_record([
+                    r.number.as_str(),
+                    r.team.as_str(),
+                    r.track.as_str(),
+                    r.month.as_str(),
+                    r.amount.as_str(),
+                    r.state,
+                    r.message.as_deref().unwrap_or(""),
+                    r.file.as_deref().unwrap_or(""),
+                ])?;
             }
             w.flush()?;
         }
         BudgetFormat::Table => {
             writeln!(
                 out,
-                "{:<12} {:<8} {:<7} {:>11} {:>16}",
-                "team", "track", "month", "course-days", "amount (DKK)"
+                "{:<10} {:<12} {:<8} {:<7} {:>14} {:<8} message",
+                "number", "team", "track", "month", "amount (DKK)", "state"
             )?;
-            let mut total = rust_decimal::Decimal::ZERO;
             for r in &rows {
                 writeln!(
                     out,
-                    "{:<12} {:<8} {:<7} {:>11} {:>16}",
-                    r.team, r.track, r.month, r.course_days, r.amount
+                    "{:<10} {:<12} {:<8} {:<7} {:>14} {:<8} {}",
+                    r.number,
+                    r.team,
+                    r.track,
+                    r.month,
+                    r.amount,
+                    r.state,
+                    r.message.as_deref().unwrap_or("")
                 )?;
-                total += r.amount.parse::<rust_decimal::Decimal>()?;
             }
-            writeln!(out, "{:<41} {:>16}", "total", round_money(total))?;
         }
     }
     Ok(EXIT_OK)
@@ -1228,10 +1436,10 @@ async fn courses(
     };
     let all: Vec<Course> = match horizon {
         Some(h) => {
+            // A reader: recorded decisions are read back, courses without one are shown as
+            // they would be decided; nothing is written (the nightly run records).
             let eval = crate::pipeline::evaluate(&store, &loaded.mappings, tz, h).await?;
             report_findings(&eval.findings);
-            // Decisions made now are recorded, as by the nightly run.
-            eval.record(&store, h).await?;
             eval.all_courses()
         }
         None => Vec::new(),

@@ -120,7 +120,10 @@ impl Evaluation {
     /// Returns how many rows were appended.
     pub async fn record(&self, store: &Store, recorded_on: NaiveDate) -> anyhow::Result<u64> {
         let n = store.append_ledger(&self.changes, recorded_on).await?;
-        store.replace_courses(&self.all_courses()).await?;
+        // Courses starting after the horizon are not computed here: those stored stay.
+        store
+            .replace_courses_until(&self.all_courses(), self.horizon)
+            .await?;
         Ok(n)
     }
 

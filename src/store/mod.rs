@@ -62,6 +62,7 @@ const UPSERT_CURSOR: &str = "INSERT INTO source_cursors (source, cursor, updated
      VALUES ($1, $2, $3) ON CONFLICT (source) DO UPDATE \
      SET cursor = excluded.cursor, updated_at = excluded.updated_at";
 const DELETE_COURSES: &str = "DELETE FROM courses";
+const DELETE_COURSES_UNTIL: &str = "DELETE FROM courses WHERE start_date <= $1";
 const SELECT_COURSES: &str =
     "SELECT id, payload FROM courses ORDER BY citizen, track, start_date, id";
 
@@ -386,8 +387,27 @@ impl Store {
         Ok(groups)
     }
 
+    /// Replaces the stored courses that start on or before `horizon` with `courses` (which
+    /// must all start on or before it), in one transaction; later ones stay. A run as of an
+    /// earlier day never deletes the courses a later one stored.
+    pub async fn replace_courses_until(
+        &self,
+        courses: &[Course],
+        horizon: chrono::NaiveDate,
+    ) -> Result<(), StoreError> {
+        self.replace_courses_where(courses, Some(horizon)).await
+    }
+
     /// Replaces the stored courses with `courses`, in one transaction.
     pub async fn replace_courses(&self, courses: &[Course]) -> Result<(), StoreError> {
+        self.replace_courses_where(courses, None).await
+    }
+
+    async fn replace_courses_where(
+        &self,
+        courses: &[Course],
+        horizon: Option<chrono::NaiveDate>,
+    ) -> Result<(), StoreError> {
         let rows = courses
             .iter()
             .map(CourseRow::new)
@@ -396,10 +416,16 @@ impl Store {
         let backend = self.backend();
         with_pool!(self, |pool| {
             let mut tx = pool.begin().await.map_err(db(OP))?;
-            sqlx::query(DELETE_COURSES)
-                .execute(&mut *tx)
-                .await
-                .map_err(db(OP))?;
+            match horizon {
+                None => sqlx::query(DELETE_COURSES).execute(&mut *tx).await,
+                Some(h) => {
+                    sqlx::query(DELETE_COURSES_UNTIL)
+                        .bind(codec::date_text(h))
+                        .execute(&mut *tx)
+                        .await
+                }
+            }
+            .map_err(db(OP))?;
             for chunk in rows.chunks(COURSES_PER_INSERT) {
                 let sql = multi_row_insert(
                     backend,

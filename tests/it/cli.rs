@@ -112,11 +112,37 @@ async fn budget_projects_a_future_period_and_formats_as_csv_and_table() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("team,track,month,course_days,amount"));
+    assert_eq!(
+        lines.next(),
+        Some("team,team_name,cost_centre,track,month,course_days,amount")
+    );
     // March: A to 28 March (28 x 250 = 7000) on nord; C on syd all month (31 x 180 = 5580).
-    assert!(text.contains("nord,care,2027-03,28,7000.00"), "{text}");
-    assert!(text.contains("syd,care,2027-03,31,5580.00"), "{text}");
-    assert!(text.contains("syd,care,2027-04,30,5400.00"), "{text}");
+    assert!(text.contains(",care,2027-03,28,7000.00"), "{text}");
+    assert!(text.contains("nord,"), "{text}");
+    assert!(text.contains(",care,2027-03,31,5580.00"), "{text}");
+    assert!(text.contains(",care,2027-04,30,5400.00"), "{text}");
+    // The Danish way: `;` and decimal comma.
+    let da = gateway(&[
+        "--config",
+        "config/example.toml",
+        "--database",
+        &url,
+        "budget",
+        "--from",
+        "2027-03-01",
+        "--to",
+        "2027-04-30",
+        "--format",
+        "csv",
+        "--locale",
+        "da",
+    ]);
+    let da = String::from_utf8(da.stdout).unwrap();
+    assert!(
+        da.starts_with("team;team_name;cost_centre;track;month;course_days;amount"),
+        "{da}"
+    );
+    assert!(da.contains(";care;2027-03;28;7.000,00"), "{da}");
     let table = gateway(&[
         "--config",
         "config/example.toml",
@@ -166,9 +192,10 @@ async fn courses_json_lists_kind_group_tariff_and_end_reason() {
         .expect("example B's course");
     assert_eq!(b["end"], "2027-01-20");
     assert_eq!(b["daily_tariff"], "260.00");
-    // The computed courses are kept in the store.
+    // A reader writes nothing: no decision is recorded, no course stored.
     let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.courses().await.unwrap().len(), rows.len());
+    assert!(store.courses().await.unwrap().is_empty());
+    assert_eq!(store.ledger_rows().await.unwrap(), 0);
 }
 
 #[test]
@@ -222,5 +249,35 @@ async fn a_grant_ending_9999_12_31_never_makes_courses_to_that_date() {
     // Computed up to the last reported day (the grant's start), not to the year 9999.
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["start"], "2027-01-01");
-    assert_eq!(store.ledger_rows().await.unwrap(), 1);
+    assert_eq!(
+        store.ledger_rows().await.unwrap(),
+        0,
+        "a reader records nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_run_as_of_an_earlier_day_keeps_the_courses_a_later_run_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = example_store(dir.path()).await;
+    let run = |as_of: &str| {
+        gateway(&[
+            "--config",
+            "config/example.toml",
+            "--database",
+            &url,
+            "run",
+            "--as-of",
+            as_of,
+        ])
+    };
+    assert!(run("2027-06-30").status.code().is_some_and(|c| c <= 2));
+    let store = Store::connect(&url).await.unwrap();
+    let later = store.courses().await.unwrap();
+    let rows = store.ledger_rows().await.unwrap();
+    assert!(later.len() >= 3, "{later:?}");
+    // As of a day before most courses start: nothing recorded later is deleted or changed.
+    assert!(run("2027-01-02").status.code().is_some_and(|c| c <= 2));
+    assert_eq!(store.courses().await.unwrap(), later);
+    assert_eq!(store.ledger_rows().await.unwrap(), rows);
 }
