@@ -187,20 +187,31 @@ pub(super) async fn ask<T, E: std::fmt::Display>(
 pub(super) struct StoreGauges {
     runs: Option<Vec<(String, crate::store::Outcome, u64)>>,
     vouchers: Option<Vec<(String, u64)>>,
-    last_success: Option<Option<DateTime<Utc>>>,
+    last_success: Option<Vec<(String, DateTime<Utc>)>>,
+    /// The configured jobs (a series each from start-up) and when this process started.
+    jobs: Vec<String>,
+    started: Option<DateTime<Utc>>,
 }
 
 impl StoreGauges {
     /// Reads the journal and outbox counts; nothing more once the store fails to answer.
-    pub(super) async fn read(store: &Store) -> Self {
+    pub(super) async fn read(
+        store: &Store,
+        jobs: &[String],
+        started: Option<DateTime<Utc>>,
+    ) -> Self {
         const WHAT: &str = "metrics";
-        let mut out = StoreGauges::default();
+        let mut out = StoreGauges {
+            jobs: jobs.to_vec(),
+            started,
+            ..StoreGauges::default()
+        };
         if ask(WHAT, store.ping()).await.is_none() {
             return out;
         }
         out.runs = ask(WHAT, store.run_outcome_counts()).await;
         out.vouchers = ask(WHAT, store.voucher_state_counts()).await;
-        out.last_success = ask(WHAT, store.last_success()).await;
+        out.last_success = ask(WHAT, store.last_success_by_job()).await;
         out
     }
 
@@ -249,20 +260,36 @@ impl StoreGauges {
                 family,
             );
         }
-        if let Some(Some(at)) = self.last_success {
-            let stamp: Gauge<f64, AtomicU64> = Gauge::default();
-            stamp.set(seconds(at));
+        if let Some(successes) = &self.last_success {
+            let stamps: Family<JobLabels, Gauge<f64, AtomicU64>> = Family::default();
+            let since: Family<JobLabels, Gauge<f64, AtomicU64>> = Family::default();
+            for (job, at) in successes {
+                let labels = JobLabels { job: job.clone() };
+                stamps.get_or_create(&labels).set(seconds(*at));
+                since
+                    .get_or_create(&labels)
+                    .set((seconds(now) - seconds(*at)).max(0.0));
+            }
+            // A configured job that has not succeeded yet: the time since this process
+            // started, so an alert on the threshold fires for it too.
+            if let Some(started) = self.started {
+                for job in &self.jobs {
+                    if !successes.iter().any(|(j, _)| j == job) {
+                        since
+                            .get_or_create(&JobLabels { job: job.clone() })
+                            .set((seconds(now) - seconds(started)).max(0.0));
+                    }
+                }
+            }
             registry.register_with_unit(
                 "last_success_timestamp",
-                "When the last successful (outcome ok, not dry) run ended, in Unix seconds.",
+                "When each job's last successful (outcome ok, not dry) run ended, in Unix seconds.",
                 Unit::Seconds,
-                stamp,
+                stamps,
             );
-            let since: Gauge<f64, AtomicU64> = Gauge::default();
-            since.set((seconds(now) - seconds(at)).max(0.0));
             registry.register(
                 "seconds_since_last_success",
-                "Seconds since the last successful (outcome ok, not dry) run ended.",
+                "Seconds since each job's last successful (outcome ok, not dry) run ended; for a configured job without one, since this process started.",
                 since,
             );
         }
@@ -318,7 +345,9 @@ mod tests {
         let store = StoreGauges {
             runs: Some(vec![("nightly".into(), Outcome::Ok, 3)]),
             vouchers: Some(vec![("pending".into(), 2)]),
-            last_success: Some(Some(at)),
+            last_success: Some(vec![("nightly".into(), at)]),
+            jobs: vec!["nightly".into(), "prune".into()],
+            started: Some(at - chrono::Duration::seconds(10)),
         };
         let text = encode(&m, &store, at + chrono::Duration::seconds(90)).unwrap();
         for line in [
@@ -328,8 +357,10 @@ mod tests {
             "progression_gateway_vouchers_sent_total 2",
             "progression_gateway_journal_runs{job=\"nightly\",outcome=\"ok\"} 3",
             "progression_gateway_outbox_vouchers{state=\"pending\"} 2",
-            "progression_gateway_last_success_timestamp_seconds 1800000000.5",
-            "progression_gateway_seconds_since_last_success 90.0",
+            "progression_gateway_last_success_timestamp_seconds{job=\"nightly\"} 1800000000.5",
+            "progression_gateway_seconds_since_last_success{job=\"nightly\"} 90.0",
+            // A configured job without a success yet: since the process started.
+            "progression_gateway_seconds_since_last_success{job=\"prune\"} 100.0",
             "progression_gateway_store_up 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");

@@ -57,6 +57,10 @@ pub struct ApiState {
     metrics: Arc<Metrics>,
     /// The pseudonym key, for `POST /explain/citizen` (absent: that endpoint answers 503).
     key: Option<crate::domain::PseudonymKey>,
+    /// The configured jobs, each with a `seconds_since_last_success` series from start-up.
+    jobs: Vec<String>,
+    /// When the server was set up.
+    started: DateTime<Utc>,
 }
 
 impl fmt::Debug for ApiState {
@@ -77,7 +81,15 @@ impl ApiState {
             token,
             metrics,
             key: None,
+            jobs: Vec::new(),
+            started: Utc::now(),
         }
+    }
+
+    /// The same, with a last-success series for each of these configured jobs from start-up.
+    pub fn with_jobs(mut self, jobs: Vec<String>) -> Self {
+        self.jobs = jobs;
+        self
     }
 
     /// The same, able to pseudonymise a CPR given to `POST /explain/citizen`.
@@ -210,7 +222,7 @@ async fn readyz(State(state): State<ApiState>) -> Response {
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {
-    let gauges = StoreGauges::read(&state.store).await;
+    let gauges = StoreGauges::read(&state.store, &state.jobs, Some(state.started)).await;
     match metrics::encode(&state.metrics, &gauges, Utc::now()) {
         Ok(body) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response(),
         Err(e) => {

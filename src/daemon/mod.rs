@@ -57,7 +57,16 @@ pub async fn serve(ctx: Context, metrics: Arc<Metrics>, stop: StopSignal) -> any
         });
         let app = crate::api::router(
             ApiState::new(ctx.store.clone(), http.token.clone(), metrics.clone())
-                .with_pseudonym_key(ctx.loaded.settings.pseudonym_key.clone()),
+                .with_pseudonym_key(ctx.loaded.settings.pseudonym_key.clone())
+                .with_jobs(
+                    ctx.loaded
+                        .settings
+                        .daemon
+                        .jobs
+                        .iter()
+                        .map(|j| j.name.clone())
+                        .collect(),
+                ),
             push,
         );
         let listener = tokio::net::TcpListener::bind(http.listen)

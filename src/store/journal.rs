@@ -275,6 +275,8 @@ const RUN_COLUMNS: &str = "id, job, trigger, scheduled_for, as_of, dry_run, hold
 const SELECT_STEPS: &str = "SELECT run_id, seq, step, started_at, ended_at, outcome, counts, \
      errors FROM run_steps WHERE run_id >= $1 AND run_id <= $2 ORDER BY run_id, seq";
 const LAST_SUCCESS: &str = "SELECT MAX(ended_at) FROM runs WHERE outcome = 'ok' AND dry_run = $1";
+const LAST_SUCCESS_BY_JOB: &str = "SELECT job, MAX(ended_at) FROM runs \
+     WHERE outcome = 'ok' AND dry_run = $1 GROUP BY job ORDER BY job";
 const RUN_OUTCOMES: &str = "SELECT job, outcome, COUNT(*) FROM runs GROUP BY job, outcome";
 const VOUCHER_STATES: &str = "SELECT state, COUNT(*) FROM vouchers GROUP BY state";
 const DELETE_FINDINGS_BEFORE: &str = "DELETE FROM run_findings WHERE run_id IN \
@@ -605,6 +607,24 @@ impl Store {
         })
         .map_err(db("reading the last successful run"))?;
         opt_instant("run", 0, at.as_deref())
+    }
+
+    /// When each job's last successful (outcome `ok`, not dry) run ended.
+    pub async fn last_success_by_job(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        let rows: Vec<(String, Option<String>)> = with_pool!(self, |pool| {
+            sqlx::query_as(LAST_SUCCESS_BY_JOB)
+                .bind(false)
+                .fetch_all(pool)
+                .await
+        })
+        .map_err(db("reading the last successful runs"))?;
+        let mut out = Vec::new();
+        for (job, at) in rows {
+            if let Some(at) = opt_instant("run", 0, at.as_deref())? {
+                out.push((job, at));
+            }
+        }
+        Ok(out)
     }
 
     /// How many journaled runs each job has per outcome.

@@ -396,8 +396,11 @@ async fn metrics_carry_the_process_counters_and_what_the_store_holds() {
     let store = &server.store;
     let empty = scrape(&server).await;
     assert_eq!(empty[&sample("store_up", &[])], 1.0);
-    assert!(!empty.contains_key(&sample("last_success_timestamp_seconds", &[])));
-    assert!(!empty.contains_key(&sample("seconds_since_last_success", &[])));
+    assert!(!empty.contains_key(&sample(
+        "last_success_timestamp_seconds",
+        &[("job", "nightly")]
+    )));
+    assert!(!empty.contains_key(&sample("seconds_since_last_success", &[("job", "nightly")])));
 
     // Process counters.
     let report = |job: &str, outcome, counts, errors: usize| Report {
@@ -530,12 +533,12 @@ async fn metrics_carry_the_process_counters_and_what_the_store_holds() {
         .ended_at
         .unwrap();
     assert_eq!(store.last_success().await.unwrap(), Some(ended));
-    let stamp = v("last_success_timestamp_seconds", &[]);
+    let stamp = v("last_success_timestamp_seconds", &[("job", "nightly")]);
     assert!(
         (stamp - ended.timestamp_millis() as f64 / 1000.0).abs() < 0.01,
         "{stamp} vs {ended}"
     );
-    let since = v("seconds_since_last_success", &[]);
+    let since = v("seconds_since_last_success", &[("job", "nightly")]);
     let expected = (Utc::now() - ended).num_seconds() as f64;
     assert!(
         since > 0.0 && (since - expected).abs() < 30.0,
