@@ -1454,8 +1454,18 @@ async fn courses(
         CoursesFormat::Table => {
             writeln!(
                 out,
-                "{:<12} {:<8} {:<13} {:>5} {:>14} {:<10} {:<10} {:<12}",
-                "citizen", "track", "kind", "group", "daily tariff", "start", "end", "end reason"
+                "{:<32} {:<12} {:<8} {:<13} {:>5} {:>5} {:>14} {:<10} {:<11} {:<10} {}",
+                "course",
+                "citizen",
+                "track",
+                "kind",
+                "score",
+                "group",
+                "daily tariff",
+                "start",
+                "planned end",
+                "end",
+                "end reason"
             )?;
             for r in &rows {
                 let tariff = match (&r.daily_tariff, &r.hourly_rate) {
@@ -1465,13 +1475,16 @@ async fn courses(
                 };
                 writeln!(
                     out,
-                    "{:<12} {:<8} {:<13} {:>5} {:>14} {:<10} {:<10} {:<12}",
+                    "{:<32} {:<12} {:<8} {:<13} {:>5} {:>5} {:>14} {:<10} {:<11} {:<10} {}",
+                    r.id,
                     &r.citizen[..12],
                     r.track,
                     r.kind,
+                    r.need_score,
                     r.group.map(|g| g.to_string()).unwrap_or_else(|| "-".into()),
                     tariff,
                     r.start,
+                    r.planned_end,
                     r.end,
                     r.end_reason
                 )?;

@@ -22,8 +22,10 @@ pub struct Revision {
     pub change: &'static str,
     /// The same, for people.
     pub reason: String,
-    /// The as-of date of the run that recorded it.
+    /// The as-of date of the run that recorded it (a `reprice`: the day it was run).
     pub recorded_on: NaiveDate,
+    /// When it was recorded (wall clock).
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
     /// The ledger row.
     pub entry: LedgerEntry,
 }
@@ -52,6 +54,7 @@ fn revision(row: LedgerRow) -> Revision {
         change: row.entry.change.as_str(),
         reason: row.entry.change.to_string(),
         recorded_on: row.recorded_on,
+        recorded_at: row.recorded_at,
         entry: row.entry,
     }
 }
@@ -161,6 +164,33 @@ pub async fn voucher(store: &Store, number: &str) -> anyhow::Result<Option<Vouch
     }))
 }
 
+/// An exact amount the Danish way, every decimal kept (at least two): `3.827,1577`.
+pub fn danish_exact(amount: Decimal) -> String {
+    let mut a = amount.normalize();
+    if a.scale() < 2 {
+        a.rescale(2);
+    }
+    if a.is_zero() {
+        a = Decimal::ZERO;
+        a.rescale(2);
+    }
+    let text = a.abs().to_string();
+    let (int, frac) = text.split_once('.').unwrap_or((&text, "00"));
+    let mut grouped = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push('.');
+        }
+        grouped.push(c);
+    }
+    let sign = if a.is_sign_negative() && !a.is_zero() {
+        "-"
+    } else {
+        ""
+    };
+    format!("{sign}{grouped},{frac}")
+}
+
 /// An amount the Danish way: `1.552.635,00 kr.` (rounded half away from zero to øre).
 pub fn kroner(amount: Decimal) -> String {
     let rounded = crate::model::round_money(amount);
@@ -255,8 +285,11 @@ pub fn course_text(c: &CourseExplanation) -> String {
     for r in &c.revisions {
         let _ = writeln!(
             s,
-            "    rev {:>2}  recorded {}  {}",
-            r.revision, r.recorded_on, r.reason
+            "    rev {:>2}  as of {}, recorded {}  {}",
+            r.revision,
+            r.recorded_on,
+            r.recorded_at.format("%Y-%m-%d %H:%M UTC"),
+            r.reason
         );
     }
     s
@@ -285,7 +318,7 @@ pub fn voucher_text(v: &VoucherExplanation) -> String {
     };
     let _ = writeln!(
         s,
-        "  as of {}: the course-days of the month so far",
+        "  as of {}: the course-days of the month so far (kr., exact)",
         b.as_of
     );
     let _ = writeln!(
@@ -296,7 +329,7 @@ pub fn voucher_text(v: &VoucherExplanation) -> String {
     for c in &b.courses {
         let daily = c
             .daily_tariff
-            .map_or_else(|| "individual".to_owned(), |d| d.to_string());
+            .map_or_else(|| "individual".to_owned(), danish_exact);
         let _ = writeln!(
             s,
             "  {:<32} {:<12} {:>4} {:<10} {:<10} {:>20} {:>20}",
@@ -306,7 +339,7 @@ pub fn voucher_text(v: &VoucherExplanation) -> String {
             c.first_day,
             c.last_day,
             format!("{} x {daily}", c.days),
-            c.amount.to_string()
+            danish_exact(c.amount)
         );
     }
     let width = 32 + 12 + 4 + 10 + 10 + 20 + 5;
@@ -314,25 +347,25 @@ pub fn voucher_text(v: &VoucherExplanation) -> String {
         s,
         "  {:<width$} {:>20}",
         "sum, exact",
-        b.month_to_date_exact.to_string()
+        danish_exact(b.month_to_date_exact)
     );
     let _ = writeln!(
         s,
         "  {:<width$} {:>20}",
         "month to date, rounded",
-        b.month_to_date.to_string()
+        danish_exact(b.month_to_date)
     );
     let _ = writeln!(
         s,
         "  {:<width$} {:>20}",
         format!("posted before ({} voucher(s))", v.earlier.len()),
-        (-b.already_posted).to_string()
+        danish_exact(-b.already_posted)
     );
     let _ = writeln!(
         s,
         "  {:<width$} {:>20}",
         "this voucher",
-        v.amount.to_string()
+        danish_exact(v.amount)
     );
     if v.adds_up == Some(false) {
         let _ = writeln!(
@@ -341,7 +374,10 @@ pub fn voucher_text(v: &VoucherExplanation) -> String {
         );
     }
     for (n, a) in &v.earlier {
-        let _ = writeln!(s, "    earlier {n}: {a}");
+        let shown = a
+            .parse::<Decimal>()
+            .map_or_else(|_| a.clone(), danish_exact);
+        let _ = writeln!(s, "    earlier {n}: {shown}");
     }
     s
 }

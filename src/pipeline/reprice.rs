@@ -140,7 +140,9 @@ pub async fn plan(
             .cloned()
             .collect();
         after_ledger.extend(rows.iter().cloned());
-        let horizon = today.max(from);
+        // Every re-priced course must be in both evaluations: up to the latest start.
+        let latest_start = rows.iter().map(|r| r.start).max().unwrap_or(from);
+        let horizon = today.max(latest_start);
         let before = evaluate_with(versions.clone(), ledger, mappings, tz, horizon);
         let after = evaluate_with(versions, after_ledger, mappings, tz, horizon);
         effects = diff(&before, &after, mappings, from, to);

@@ -25,7 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, FromRow};
+use sqlx::{AssertSqlSafe, ConnectOptions, FromRow};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,6 +35,8 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a SQLite writer waits for another writer before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A statement slower than this is logged, at `debug`.
+const SLOW_STATEMENT: Duration = Duration::from_secs(1);
 /// How long to wait for a PostgreSQL connection.
 const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -153,7 +155,10 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            // Reading every version takes seconds at municipality scale: that is expected,
+            // not an operator's warning.
+            .log_slow_statements(log::LevelFilter::Debug, SLOW_STATEMENT);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let pool_options = if in_memory {
             // One connection that lives as long as the pool, or the database would vanish.
@@ -182,7 +187,8 @@ impl Store {
         let backend = Backend::Postgres;
         // The parse error names what is wrong, never the URL (which may hold a password).
         let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::BadUrl(format!("not a usable PostgreSQL URL: {e}")))?;
+            .map_err(|e| StoreError::BadUrl(format!("not a usable PostgreSQL URL: {e}")))?
+            .log_slow_statements(log::LevelFilter::Debug, SLOW_STATEMENT);
         // One direct connection first, so an unreachable server fails at once instead of
         // after the pool's acquire timeout of retries.
         use sqlx::Connection;

@@ -161,12 +161,12 @@ async fn explain_voucher_shows_example_f_januarys_course_days_summing_to_each_vo
     let (text, err, ok) = cli(&s, &["explain", "--voucher", last]);
     assert!(ok, "{err}");
     for part in [
-        "31 x 123.4567",
-        "3827.1577",
+        "31 x 123,4567",
+        "3.827,1577",
         "month to date, rounded",
-        "3827.16",
+        "3.827,16",
         "posted before (30 voucher(s))",
-        "-3703.70",
+        "-3.703,70",
         "this voucher",
         "123,46 kr.",
     ] {
@@ -176,7 +176,9 @@ async fn explain_voucher_shows_example_f_januarys_course_days_summing_to_each_vo
     // The amounts line up in one column.
     let column: Vec<usize> = text
         .lines()
-        .filter(|l| l.contains("3827.1577") || l.contains("3703.70") || l.contains("this voucher"))
+        .filter(|l| {
+            l.contains("3.827,1577") || l.contains("3.703,70") || l.contains("this voucher")
+        })
         .map(|l| l.trim_end().len())
         .collect();
     assert!(column.windows(2).all(|w| w[0] == w[1]), "{text}");
@@ -536,4 +538,68 @@ async fn an_edited_tariff_table_reaches_recorded_courses_only_through_reprice() 
     assert_eq!(s.store.ledger_rows().await.unwrap(), rows + 1);
     let (out, _, _) = cli(&s, &["validate"]);
     assert!(!out.contains("has changed since"), "{out}");
+}
+
+#[tokio::test]
+async fn the_reprice_preview_is_what_the_next_night_posts() {
+    let mut s = setup(false).await;
+    let b = citizen_b();
+    let later = HistoryBuilder::new(4)
+        .team("syd", "2026-01-01", None)
+        .grant(PERSONAL_CARE, "2027-01-10", None)
+        .levels(&[3, 3, 3], "2026-12-20")
+        .build();
+    for h in [&b, &later] {
+        s.store.put_batch(&versions_of(h), None).await.unwrap();
+    }
+    post(&s, d("2027-01-31")).await;
+    let before = s.store.vouchers().await.unwrap().len();
+    let tariffs = s.dir.path().join("mappings/tariffs.toml");
+    let text = std::fs::read_to_string(&tariffs).unwrap();
+    std::fs::write(
+        &tariffs,
+        text.replacen(
+            "stabilisation = \"260.00\"",
+            "stabilisation = \"265.00\"",
+            1,
+        ),
+    )
+    .unwrap();
+    s.loaded = config::load(&s.config).unwrap();
+    let (json, err, ok) = cli(
+        &s,
+        &[
+            "reprice",
+            "--table",
+            "care/2027",
+            "--reason",
+            "x",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let january: std::collections::BTreeMap<String, String> = plan["effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["month"] == "2027-01")
+        .map(|e| {
+            (
+                e["team"].as_str().unwrap().to_owned(),
+                e["difference"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // nord: 31 days x 5.00; syd: 22 days x 5.00.
+    assert_eq!(january["nord"], "155.00");
+    assert_eq!(january["syd"], "110.00");
+    post(&s, d("2027-01-31")).await;
+    let vouchers = s.store.vouchers().await.unwrap();
+    let posted: std::collections::BTreeMap<String, String> = vouchers[before..]
+        .iter()
+        .map(|v| (v.voucher.team.clone(), v.voucher.amount.to_string()))
+        .collect();
+    assert_eq!(posted, january, "the preview is what is posted");
 }
