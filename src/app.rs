@@ -1454,7 +1454,7 @@ async fn courses(
         CoursesFormat::Table => {
             writeln!(
                 out,
-                "{:<32} {:<12} {:<8} {:<13} {:>5} {:>5} {:>14} {:<10} {:<11} {:<10} {}",
+                "{:<32} {:<12} {:<8} {:<13} {:>5} {:>5} {:>14} {:<10} {:<11} {:<10} end reason",
                 "course",
                 "citizen",
                 "track",
@@ -1464,8 +1464,7 @@ async fn courses(
                 "daily tariff",
                 "start",
                 "planned end",
-                "end",
-                "end reason"
+                "end"
             )?;
             for r in &rows {
                 let tariff = match (&r.daily_tariff, &r.hourly_rate) {
