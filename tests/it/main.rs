@@ -23,6 +23,7 @@ mod lease;
 mod ledger;
 mod model_properties;
 mod post;
+mod privacy;
 mod pull_cli;
 mod pull_faults;
 mod sim_care;
