@@ -17,6 +17,7 @@ mod explain;
 mod fhir_transport;
 mod finance_formats;
 mod finance_transport;
+mod fuzz;
 mod ingest;
 mod klgateway_reader;
 mod lease;
