@@ -65,6 +65,118 @@ impl fmt::Debug for Cpr {
     }
 }
 
+/// The separators accepted between the date and the serial number of a CPR number when
+/// looking for one in text: `ddmmyy-xxxx`, `ddmmyy_xxxx`, `ddmmyy xxxx`, `ddmmyy.xxxx`,
+/// `ddmmyy/xxxx`.
+const CPR_SEPARATORS: &[u8] = b"-_ ./";
+
+/// Whether `text` holds what looks like a CPR number: a run of exactly ten digits, or six
+/// digits, one separator (`-`, `_`, space, `.`, `/`) and four digits, not part of a longer run
+/// of digits, whose first six digits are a calendar day (DDMMYY). A UUID
+/// (`8-4-4-4-12` hex digits) is never taken for one, whatever digits it holds.
+pub fn holds_cpr(text: &str) -> bool {
+    find_cpr(text.as_bytes(), 0).is_some()
+}
+
+/// Where the next CPR-shaped run starts in `b` at or after `from`, and its length.
+fn find_cpr(b: &[u8], from: usize) -> Option<(usize, usize)> {
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    let mut i = from;
+    while i < b.len() {
+        if let Some(len) = uuid_at(b, i) {
+            i += len;
+            continue;
+        }
+        if !digit(i) || (i > 0 && digit(i - 1)) {
+            i += 1;
+            continue;
+        }
+        let plain = (i..i + 10).all(digit) && !digit(i + 10);
+        let separated = (i..i + 6).all(digit)
+            && b.get(i + 6).is_some_and(|c| CPR_SEPARATORS.contains(c))
+            && (i + 7..i + 11).all(digit)
+            && !digit(i + 11);
+        let len = if plain {
+            10
+        } else if separated {
+            11
+        } else {
+            i += 1;
+            continue;
+        };
+        let mut digits = b[i..i + 6].to_vec();
+        digits.extend_from_slice(&b[i + len - 4..i + len]);
+        if std::str::from_utf8(&digits).is_ok_and(|d| Cpr::parse(d).is_ok()) {
+            return Some((i, len));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The length of a UUID (36 characters, `8-4-4-4-12` hex digits) starting at `i`, not glued to
+/// other letters or digits.
+fn uuid_at(b: &[u8], i: usize) -> Option<usize> {
+    const GROUPS: [usize; 5] = [8, 4, 4, 4, 12];
+    if i > 0 && b[i - 1].is_ascii_alphanumeric() {
+        return None;
+    }
+    let mut at = i;
+    for (n, len) in GROUPS.iter().enumerate() {
+        if n > 0 {
+            if b.get(at) != Some(&b'-') {
+                return None;
+            }
+            at += 1;
+        }
+        if !(at..at + len).all(|j| b.get(j).is_some_and(u8::is_ascii_hexdigit)) {
+            return None;
+        }
+        at += len;
+    }
+    if b.get(at).is_some_and(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    Some(at - i)
+}
+
+/// Masks every CPR-shaped run of `text` (see [`holds_cpr`]) with ten asterisks. A last line of
+/// defence for text the gateway does not write itself (a parser's message): messages are built
+/// not to hold field values in the first place.
+pub fn mask_cpr(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some((i, len)) = find_cpr(b, at) {
+        out.push_str(&text[at..i]);
+        out.push_str("**********");
+        at = i + len;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// The longest value quoted in a message, in characters.
+pub const SHOWN_CHARS: usize = 40;
+
+/// A value for a message: in backticks, cut to [`SHOWN_CHARS`] characters (and `…`), or not
+/// shown at all when it may hold a CPR number. Values of CPR-bearing fields are never passed
+/// here: messages name their file, line, column or element instead.
+pub fn shown(value: &str) -> String {
+    if holds_cpr(value) {
+        return "(not shown: it may hold a CPR number)".into();
+    }
+    format!("`{}`", cut(value, SHOWN_CHARS))
+}
+
+/// `text` cut to `max` characters, with `…` when cut.
+pub fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
 /// The secret key of the citizen pseudonyms (HMAC-SHA256). `Debug` prints nothing of it.
 #[derive(Clone)]
 pub struct PseudonymKey(SecretString);
@@ -178,6 +290,34 @@ mod tests {
         }
         assert_eq!(Cpr::parse("2902011234"), Err(CprError::BadDate));
         assert!(Cpr::parse("2902001234").is_ok());
+    }
+
+    #[test]
+    fn cpr_shapes_are_found_and_masked_but_uuids_are_not() {
+        for text in [
+            "0101501234",
+            "x 010150-1234 y",
+            "010150_1234",
+            "010150 1234",
+            "id=010150.1234;",
+            "abc0101501234",
+        ] {
+            assert!(holds_cpr(text), "{text}");
+            assert!(!mask_cpr(text).contains("1234"), "{text}");
+        }
+        for text in [
+            "01015012345",
+            "3202501234",
+            "line 12, column 345",
+            "Patient/4081aaa6-1c2d-4e5f-9a0b-5d0101501234",
+        ] {
+            assert!(!holds_cpr(text), "{text}");
+            assert_eq!(mask_cpr(text), text);
+        }
+        assert_eq!(mask_cpr("a 010150_1234 b"), "a ********** b");
+        assert_eq!(shown(&"x".repeat(100)), format!("`{}…`", "x".repeat(40)));
+        assert!(!shown("010150_1234").contains("1234"));
+        assert_eq!(cut("æøå", 2), "æø…");
     }
 
     #[test]

@@ -32,7 +32,9 @@ mod citizen;
 mod records;
 mod team;
 
-pub use citizen::{Cpr, CprError, Pseudonym, PseudonymKey};
+pub use citizen::{
+    Cpr, CprError, Pseudonym, PseudonymKey, SHOWN_CHARS, cut, holds_cpr, mask_cpr, shown,
+};
 pub use records::{
     AcuteDelivery, Assessment, CitizenRecord, DeliveryMode, FollowUp, FunctionalLevel, Goal, Grant,
     GrantStatus, SourceId, Termination, TerminationReason, Visit,

@@ -120,7 +120,10 @@ pub fn read_reply_with(
             other => {
                 return Err(ReplyError::new(
                     row.position,
-                    format!("unknown MESSAGE_TYPE `{other}` (expected I or E)"),
+                    format!(
+                        "unknown MESSAGE_TYPE {} (expected I or E)",
+                        crate::domain::shown(other)
+                    ),
                 ));
             }
         };
@@ -194,7 +197,10 @@ impl Element {
         } else {
             Err(ReplyError::new(
                 self.position,
-                format!("expected root element {name}, found {}", self.name),
+                format!(
+                    "expected root element {name}, found {}",
+                    crate::domain::shown(&self.name)
+                ),
             ))
         }
     }
@@ -203,7 +209,12 @@ impl Element {
         self.children
             .iter()
             .find(|c| c.name == name)
-            .ok_or_else(|| ReplyError::new(self.position, format!("{} has no {name}", self.name)))
+            .ok_or_else(|| {
+                ReplyError::new(
+                    self.position,
+                    format!("{} has no {name}", crate::domain::shown(&self.name)),
+                )
+            })
     }
 
     pub(crate) fn child_text(&self, name: &str) -> Result<&str, ReplyError> {
@@ -227,7 +238,10 @@ pub(crate) fn parse_tree(bytes: &[u8]) -> Result<Element, ReplyError> {
             Err(e) => {
                 return Err(ReplyError::new(
                     reader.error_position(),
-                    format!("not XML: {e}"),
+                    format!(
+                        "not XML: {}",
+                        crate::domain::cut(&crate::domain::mask_cpr(&e.to_string()), 200)
+                    ),
                 ));
             }
         };
@@ -237,7 +251,10 @@ pub(crate) fn parse_tree(bytes: &[u8]) -> Result<Element, ReplyError> {
                 if !in_kmd {
                     return Err(ReplyError::new(
                         position,
-                        format!("element {name} is not in namespace {KMD_NAMESPACE}"),
+                        format!(
+                            "element {} is not in namespace {KMD_NAMESPACE}",
+                            crate::domain::shown(&name)
+                        ),
                     ));
                 }
                 if root.is_some() {
@@ -274,11 +291,16 @@ pub(crate) fn parse_tree(bytes: &[u8]) -> Result<Element, ReplyError> {
                         other => {
                             return Err(ReplyError::new(
                                 position,
-                                format!("unknown entity &{other};"),
+                                format!("unknown entity {}", crate::domain::shown(other)),
                             ));
                         }
                     },
-                    Err(e) => return Err(ReplyError::new(position, format!("{e}"))),
+                    Err(e) => {
+                        return Err(ReplyError::new(
+                            position,
+                            crate::domain::cut(&crate::domain::mask_cpr(&e.to_string()), 200),
+                        ));
+                    }
                 };
                 push_text(&mut stack, &ch, position)?;
             }
@@ -293,7 +315,7 @@ pub(crate) fn parse_tree(bytes: &[u8]) -> Result<Element, ReplyError> {
     if let Some(open) = stack.last() {
         return Err(ReplyError::new(
             reader.buffer_position(),
-            format!("element {} is not closed", open.name),
+            format!("element {} is not closed", crate::domain::shown(&open.name)),
         ));
     }
     root.ok_or_else(|| ReplyError::new(0, "empty file: no root element"))

@@ -126,14 +126,7 @@ pub fn read(
     let mut errors = Vec::new();
     match reader.headers() {
         Ok(h) if h.iter().eq(HEADER) => {}
-        Ok(h) => errors.push(err(
-            1,
-            format!(
-                "the header must be `{}`, it is `{}`",
-                HEADER.join(","),
-                h.iter().map(shown).collect::<Vec<_>>().join(",")
-            ),
-        )),
+        Ok(h) => errors.push(err(1, header_problem(h))),
         Err(_) => errors.push(err(1, "an unreadable header".into())),
     }
     if !errors.is_empty() {
@@ -280,13 +273,26 @@ fn quoted(field: &str) -> String {
     }
 }
 
-/// A header cell for a message: as [`quoted`], without the quotes when shown.
-fn shown(field: &str) -> String {
-    let q = quoted(field);
-    match q.strip_prefix('`').and_then(|q| q.strip_suffix('`')) {
-        Some(plain) => plain.to_owned(),
-        None => q,
+/// What is wrong with a header, naming columns only: a header that is not the expected one
+/// may be a data line, whose first cell is a CPR number.
+fn header_problem(found: &csv::StringRecord) -> String {
+    let expected = HEADER.join(",");
+    if found.len() != HEADER.len() {
+        return format!(
+            "the header must be `{expected}`, it has {} columns",
+            found.len()
+        );
     }
+    let column = HEADER
+        .iter()
+        .zip(found.iter())
+        .position(|(want, got)| *want != got)
+        .unwrap_or(0);
+    format!(
+        "the header must be `{expected}`: column {} is not `{}`",
+        column + 1,
+        HEADER[column]
+    )
 }
 
 /// A CPR number (pseudonymised here), a pseudonym or a known Patient id. The message never

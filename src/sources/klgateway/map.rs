@@ -1,10 +1,12 @@
 //! The one mapping from the wire model to record versions, for both formats.
 
 use super::wire::{self, Coding, Concept, Meta, Parsed, Reference, Resource};
-use super::{BundleReport, Counts, Document, ReadContext, ReadError, UnknownCode, bundle_name};
+use super::{
+    BundleReport, Counts, Document, ReadContext, ReadError, UnknownCode, bundle_name, id_problem,
+};
 use crate::domain::{
     AcuteDelivery, Assessment, CitizenRecord, Cpr, DeliveryMode, FollowUp, Goal, Grant,
-    GrantStatus, Pseudonym, SourceId, Visit,
+    GrantStatus, Pseudonym, SourceId, Visit, cut, holds_cpr, mask_cpr, shown,
 };
 use crate::model::{Record, Versioned};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -86,8 +88,9 @@ pub(super) fn read_document(
         Some(other) => Err(ReadError::invalid(
             name,
             format!(
-                "Bundle.type `{other}` is not a delivery report, an incremental delivery \
-                 (collection) or a search page (searchset)"
+                "Bundle.type {} is not a delivery report, an incremental delivery \
+                 (collection) or a search page (searchset)",
+                shown(other)
             ),
         )),
         None => Err(ReadError::invalid(name, "missing Bundle.type")),
@@ -128,31 +131,76 @@ fn read_nested(
     if kind != "Bundle" {
         return Err(ReadError::invalid(
             resource_name(&kind, id.as_deref(), i),
-            format!("{what} holds only delivery-report Bundles, not a {kind}"),
+            format!(
+                "{what} holds only delivery-report Bundles, not a {}",
+                shown_type(&kind)
+            ),
         ));
     }
     let name = bundle_name(id.as_deref());
-    let bundle: wire::Bundle = serde_json::from_value(value)
-        .map_err(|e| ReadError::invalid(&name, format!("unreadable Bundle: {e}")))?;
+    if let Some(problem) = id.as_deref().and_then(id_problem) {
+        return Err(ReadError::invalid(
+            &name,
+            format!("Bundle.id {problem}: the delivery report is refused"),
+        ));
+    }
+    let bundle: wire::Bundle = wire::from_value(value)
+        .map_err(|wire::ShapeError(e)| ReadError::invalid(&name, format!("unreadable: {e}")))?;
     if bundle.kind.as_deref() != Some("collection") {
         return Err(ReadError::invalid(
             name,
             format!(
                 "a delivery report is a Bundle of type collection, not {}",
-                bundle.kind.as_deref().unwrap_or("(no type)")
+                bundle
+                    .kind
+                    .as_deref()
+                    .map_or_else(|| "(no type)".into(), shown)
             ),
         ));
     }
     read_report(bundle, ctx)
 }
 
-/// `Type/id`, or `Type (entry N)` when the resource has no id.
+/// `Type/id`, or `Type (entry N)` when the resource has no id or one that is not shown
+/// ([`id_problem`]: it may be a CPR number, or too long).
 fn resource_name(kind: &str, id: Option<&str>, i: usize) -> String {
-    let kind = if kind.is_empty() { "resource" } else { kind };
+    let kind = shown_type(kind);
     match id {
-        Some(id) => format!("{kind}/{id}"),
-        None => format!("{kind} (entry {})", i + 1),
+        Some(id) if id_problem(id).is_none() => format!("{kind}/{id}"),
+        _ => format!("{kind} (entry {})", i + 1),
     }
+}
+
+/// A `resourceType` as received, for a message: a FHIR type name is 1-40 ASCII letters, and
+/// anything else is named `resource`.
+pub(super) fn shown_type(kind: &str) -> &str {
+    if !kind.is_empty() && kind.len() <= 40 && kind.bytes().all(|b| b.is_ascii_alphabetic()) {
+        kind
+    } else {
+        "resource"
+    }
+}
+
+/// A reference's text for a message, as received when it cannot be a CPR number and is at
+/// most 120 characters (a type and a FHIR id with a base URL), else cut or not shown.
+fn shown_ref(text: &str) -> String {
+    if holds_cpr(text) {
+        "(not shown: it may hold a CPR number)".into()
+    } else {
+        cut(text, 120)
+    }
+}
+
+/// A code (of an intervention, a condition, a level) that holds what looks like a CPR number
+/// refuses its resource: it would be stored and printed.
+fn check_code(it: &Item, element: &str, code: &str) -> Result<(), ReadError> {
+    if holds_cpr(code) {
+        return Err(ReadError::invalid(
+            &it.name,
+            format!("{element} holds what looks like a CPR number: the resource is refused"),
+        ));
+    }
+    Ok(())
 }
 
 /// A resource of the report with what is needed to name and resolve it.
@@ -173,14 +221,20 @@ fn read_report(bundle: wire::Bundle, ctx: &ReadContext) -> Result<BundleReport, 
     let timestamp = parse_instant(raw).ok_or_else(|| {
         ReadError::invalid(
             &name,
-            format!("Bundle.timestamp `{raw}` is not an instant with a time zone"),
+            format!(
+                "Bundle.timestamp {} is not an instant with a time zone",
+                shown(raw)
+            ),
         )
     })?;
     let last_updated = match bundle.meta.as_ref().and_then(|m| m.last_updated.as_deref()) {
         Some(raw) => parse_instant(raw).ok_or_else(|| {
             ReadError::invalid(
                 &name,
-                format!("Bundle.meta.lastUpdated `{raw}` is not an instant with a time zone"),
+                format!(
+                    "Bundle.meta.lastUpdated {} is not an instant with a time zone",
+                    shown(raw)
+                ),
             )
         })?,
         None => timestamp,
@@ -213,7 +267,10 @@ fn read_report(bundle: wire::Bundle, ctx: &ReadContext) -> Result<BundleReport, 
             Ok(Parsed::Other) => {
                 return Err(ReadError::invalid(
                     rname,
-                    format!("resource type {kind} is not allowed in a delivery report"),
+                    format!(
+                        "resource type {} is not allowed in a delivery report",
+                        shown_type(&kind)
+                    ),
                 ));
             }
             Ok(Parsed::Resource(r)) => *r,
@@ -221,6 +278,13 @@ fn read_report(bundle: wire::Bundle, ctx: &ReadContext) -> Result<BundleReport, 
         let Some(id) = resource.id().map(str::to_owned) else {
             return Err(ReadError::invalid(rname, format!("missing {kind}.id")));
         };
+        if let Some(problem) = id_problem(&id) {
+            // Never stored nor printed: the resource is named by its entry.
+            return Err(ReadError::invalid(
+                rname,
+                format!("{kind}.id {problem}: the resource is refused"),
+            ));
+        }
         items.push(Item {
             full_url: entry.full_url,
             name: rname,
@@ -408,14 +472,15 @@ impl Index {
         let Some(i) = found else {
             return Err(ReadError::invalid(
                 from,
-                format!("{element} {text} is not in the Bundle"),
+                format!("{element} {} is not in the Bundle", shown_ref(text)),
             ));
         };
         if !expect.contains(&self.types[i]) {
             return Err(ReadError::invalid(
                 from,
                 format!(
-                    "{element} {text} is a {}, expected {}",
+                    "{element} {} is a {}, expected {}",
+                    shown_ref(text),
                     self.types[i],
                     expect.join(" or ")
                 ),
@@ -424,6 +489,9 @@ impl Index {
         Ok(i)
     }
 }
+
+/// The longest unknown code or code system reported, in characters.
+const UNKNOWN_CHARS: usize = 64;
 
 /// Reading one delivery report's resources into versions.
 struct Report<'r, 'c> {
@@ -462,8 +530,9 @@ impl Report<'_, '_> {
                 ReadError::invalid(
                     &it.name,
                     format!(
-                        "{}.meta.lastUpdated `{raw}` is not an instant with a time zone",
-                        it.resource.type_name()
+                        "{}.meta.lastUpdated {} is not an instant with a time zone",
+                        it.resource.type_name(),
+                        shown(raw)
                     ),
                 )
             }),
@@ -488,9 +557,16 @@ impl Report<'_, '_> {
     }
 
     fn unknown(&mut self, it: &Item, kind: &'static str, coding: &Coding) {
+        // Codes with a CPR-shaped run were refused before; long ones are cut for the report.
         self.unknown.push(UnknownCode {
-            code: coding.code.clone().unwrap_or_default(),
-            system: coding.system.clone().unwrap_or_default(),
+            code: cut(
+                &mask_cpr(coding.code.as_deref().unwrap_or_default()),
+                UNKNOWN_CHARS,
+            ),
+            system: cut(
+                &mask_cpr(coding.system.as_deref().unwrap_or_default()),
+                UNKNOWN_CHARS,
+            ),
             kind,
             resource: it.name.clone(),
         });
@@ -557,8 +633,12 @@ impl Report<'_, '_> {
 
     fn care_plan(&mut self, it: &Item, c: &wire::CarePlan) -> Result<(), ReadError> {
         let raw = need(it, c.status.as_deref(), "CarePlan.status")?;
-        let status = GrantStatus::parse(raw)
-            .map_err(|e| ReadError::invalid(&it.name, format!("CarePlan.status: {e}")))?;
+        let status = GrantStatus::parse(raw).map_err(|_| {
+            ReadError::invalid(
+                &it.name,
+                format!("CarePlan.status {} is not a known status", shown(raw)),
+            )
+        })?;
         let period = c.period.as_ref();
         let start = self.date(
             it,
@@ -597,6 +677,7 @@ impl Report<'_, '_> {
             )?;
         }
         let code = coding.code.clone().unwrap_or_default();
+        check_code(it, "CarePlan.activity.detail.code", &code)?;
         if self.ctx.mappings.interventions.get(&code).is_none() {
             self.unknown(it, "intervention", coding);
         }
@@ -636,6 +717,7 @@ impl Report<'_, '_> {
             &["Condition"],
         )?;
         let code = coding.code.clone().unwrap_or_default();
+        check_code(it, "Procedure.code", &code)?;
         if self.ctx.mappings.interventions.get(&code).is_none() {
             self.unknown(it, "intervention", coding);
         }
@@ -735,9 +817,9 @@ impl Report<'_, '_> {
                 ReadError::invalid(
                     &it.name,
                     format!(
-                        "Encounter.class `{}` is not a known delivery mode (HH, AMB, \
+                        "Encounter.class {} is not a known delivery mode (HH, AMB, \
                          telephone {PHONE_CLASS}, screen {SCREEN_CLASS})",
-                        class.code.as_deref().unwrap_or("")
+                        shown(class.code.as_deref().unwrap_or(""))
                     ),
                 )
             })?,
@@ -792,6 +874,8 @@ impl Report<'_, '_> {
             .and_then(|c| c.code.clone())
             .ok_or_else(|| missing(it, "Condition.code"))?;
         let level_code = level_coding.code.clone().unwrap_or_default();
+        check_code(it, "Condition.code", &condition_code)?;
+        check_code(it, "Condition.severity", &level_code)?;
         let level = self.ctx.mappings.levels.get(&level_code);
         if level.is_none() {
             self.unknown(it, "functional_level", level_coding);
@@ -903,6 +987,9 @@ impl Report<'_, '_> {
         )?;
         let on = self.date(it, raw, "Observation.effectiveDateTime")?;
         let result_code = pick_code(o.value_codeable_concept.as_ref()).and_then(|c| c.code.clone());
+        if let Some(code) = &result_code {
+            check_code(it, "Observation.valueCodeableConcept", code)?;
+        }
         let at = self.version_at(it)?;
         self.counts.follow_ups += 1;
         self.push(
@@ -955,7 +1042,10 @@ fn missing(it: &Item, path: &str) -> ReadError {
 fn not_a_date(it: &Item, raw: &str, path: &str) -> ReadError {
     ReadError::invalid(
         &it.name,
-        format!("{path} `{raw}` is not a date (YYYY-MM-DD) or a dateTime"),
+        format!(
+            "{path} {} is not a date (YYYY-MM-DD) or a dateTime",
+            shown(raw)
+        ),
     )
 }
 

@@ -174,7 +174,7 @@ impl ReadError {
     /// An [`ReadError::Invalid`], scrubbed of anything shaped like a CPR number.
     pub(crate) fn invalid(resource: impl Into<String>, message: impl Into<String>) -> Self {
         ReadError::Invalid {
-            resource: scrub(&resource.into()),
+            resource: scrub_to(&resource.into(), NAME_CHARS),
             message: scrub(&message.into()),
         }
     }
@@ -206,13 +206,19 @@ pub fn read(bytes: &[u8], format: Format, ctx: &ReadContext) -> Result<Document,
             found: if kind.is_empty() {
                 "no resourceType".to_owned()
             } else {
-                scrub(&format!("a {kind}"))
+                format!("a resource of type {}", map::shown_type(&kind))
             },
         });
     }
     let name = bundle_name(id.as_deref());
-    let bundle: wire::Bundle = serde_json::from_value(value)
-        .map_err(|e| ReadError::invalid(&name, format!("unreadable Bundle: {e}")))?;
+    if let Some(problem) = id.as_deref().and_then(id_problem) {
+        return Err(ReadError::invalid(
+            &name,
+            format!("Bundle.id {problem}: the document is refused"),
+        ));
+    }
+    let bundle: wire::Bundle = wire::from_value(value)
+        .map_err(|wire::ShapeError(e)| ReadError::invalid(&name, format!("unreadable: {e}")))?;
     map::read_document(bundle, ctx)
 }
 
@@ -240,10 +246,12 @@ fn parse_xml(bytes: &[u8]) -> Result<Value, ReadError> {
     match xml::to_json(text) {
         Ok(xml::Converted::Fhir(v)) => Ok(v),
         Ok(xml::Converted::Foreign { root, namespace }) => Err(ReadError::NotABundle {
-            found: scrub(&format!(
-                "the root element <{root}> is in namespace `{namespace}`, not {}",
+            found: format!(
+                "the root element {} is in namespace {}, not {}",
+                crate::domain::shown(&root),
+                crate::domain::shown(&namespace),
                 xml::FHIR_NS
-            )),
+            ),
         }),
         Err(e) => {
             let (line, column) = xml::line_column(bytes, e.offset);
@@ -256,69 +264,70 @@ fn parse_xml(bytes: &[u8]) -> Result<Value, ReadError> {
     }
 }
 
-/// `Bundle/<id>`, or `Bundle` without an id.
+/// `Bundle/<id>`, or `Bundle` without an id or with one that is not shown ([`id_problem`]).
 fn bundle_name(id: Option<&str>) -> String {
     match id {
-        Some(id) => format!("Bundle/{id}"),
-        None => "Bundle".to_owned(),
+        Some(id) if id_problem(id).is_none() => format!("Bundle/{id}"),
+        _ => "Bundle".to_owned(),
     }
 }
 
-/// Masks anything shaped like a CPR number: 10 digits, or 6 digits, a dash and 4 digits, not
-/// part of a longer run of digits.
-pub(crate) fn scrub(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_ascii_digit()) {
-            let run = |from: usize| {
-                chars[from..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_digit())
-                    .count()
-            };
-            let first = run(i);
-            let len = if first == 10 {
-                Some(10)
-            } else if first == 6
-                && chars.get(i + 6) == Some(&'-')
-                && i + 7 < chars.len()
-                && run(i + 7) == 4
-            {
-                Some(11)
-            } else {
-                None
-            };
-            if let Some(len) = len {
-                out.push_str("**********");
-                i += len;
-                continue;
-            }
-            out.extend(&chars[i..i + first]);
-            i += first;
-            continue;
-        }
-        out.push(chars[i]);
-        i += 1;
-    }
-    out
+/// The longest resource name in a message, in characters.
+const NAME_CHARS: usize = 120;
+/// The longest message text, in characters (a parser's message may quote its input).
+const MESSAGE_CHARS: usize = 300;
+
+/// Masks anything shaped like a CPR number (see [`crate::domain::holds_cpr`]: ten digits, or
+/// six digits, a separator and four digits; never inside a UUID) and cuts the text to `max`
+/// characters. A last line of defence: messages are built from element names and positions,
+/// and quote a value only through [`crate::domain::shown`].
+fn scrub_to(text: &str, max: usize) -> String {
+    crate::domain::cut(&crate::domain::mask_cpr(text), max)
 }
+
+/// [`scrub_to`] a message's length.
+pub(crate) fn scrub(text: &str) -> String {
+    scrub_to(text, MESSAGE_CHARS)
+}
+
+/// Why a resource id (or `Bundle.id`) is not used, if it is not: it holds what looks like a
+/// CPR number, or it is longer than a FHIR id may be (64 characters). Such an id is never
+/// printed nor stored.
+pub(crate) fn id_problem(id: &str) -> Option<&'static str> {
+    if crate::domain::holds_cpr(id) {
+        Some("holds what looks like a CPR number")
+    } else if id.chars().count() > MAX_ID_CHARS {
+        Some("is longer than 64 characters")
+    } else if id.chars().any(char::is_control) {
+        Some("holds control characters")
+    } else {
+        None
+    }
+}
+
+/// The longest resource id (FHIR's limit).
+const MAX_ID_CHARS: usize = 64;
 
 #[cfg(test)]
 mod tests {
-    use super::scrub;
+    use super::*;
 
     #[test]
     fn scrub_masks_cpr_shapes_only() {
         assert_eq!(scrub("value 0101410001 here"), "value ********** here");
         assert_eq!(scrub("x010141-0001y"), "x**********y");
+        assert_eq!(scrub("x010141_0001y"), "x**********y");
         assert_eq!(scrub("123456789012345"), "123456789012345");
         assert_eq!(scrub("line 12, column 345"), "line 12, column 345");
         assert_eq!(
             scrub("CarePlan/0aff84ce-2b70-4677-bfa8-78c599d0eaf9"),
             "CarePlan/0aff84ce-2b70-4677-bfa8-78c599d0eaf9"
         );
+        assert_eq!(
+            scrub("Patient/4081aaa6-1c2d-4e5f-9a0b-5d0101501234"),
+            "Patient/4081aaa6-1c2d-4e5f-9a0b-5d0101501234"
+        );
         assert_eq!(scrub("01014100012"), "01014100012");
+        assert_eq!(scrub(&"x".repeat(1000)).chars().count(), MESSAGE_CHARS + 1);
     }
 }

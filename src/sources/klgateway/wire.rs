@@ -19,13 +19,80 @@ where
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) => items
             .into_iter()
-            .map(|v| serde_json::from_value(v).map_err(de::Error::custom))
+            .enumerate()
+            .map(|(i, v)| from_value(v).map_err(|e| de::Error::custom(e.nested(Some(i)))))
             .collect(),
         Some(one) => Ok(vec![
-            serde_json::from_value(one).map_err(de::Error::custom)?,
+            from_value(one).map_err(|e| de::Error::custom(e.nested(None)))?,
         ]),
     }
 }
+
+/// Marks a message of ours (an element path and what is wrong) inside a serde error, so that
+/// an outer [`from_value`] keeps it instead of dropping it as serde text.
+const NESTED: char = '\u{1}';
+
+/// Reads a value into the wire model. The error names the element (`identifier[0].value`) and
+/// the kind of value found and expected, never the value: serde's own text quotes it (a CPR
+/// number sent as a JSON number, a megabyte of id).
+pub(crate) fn from_value<T: DeserializeOwned>(v: Value) -> Result<T, ShapeError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner().to_string();
+        let (path, what) = match inner.strip_prefix(NESTED) {
+            // A repeating element's own error: its path continues ours.
+            Some(rest) => {
+                let (sub, what) = rest.split_once(NESTED).unwrap_or(("", rest));
+                let path = if path == "." { String::new() } else { path };
+                (format!("{path}{sub}"), what.to_owned())
+            }
+            None => (path, describe(&inner)),
+        };
+        let path = if path.is_empty() || path == "." {
+            "the resource".to_owned()
+        } else {
+            crate::domain::cut(&crate::domain::mask_cpr(&path), 80)
+        };
+        ShapeError(format!("{path}: {what}"))
+    })
+}
+
+/// What serde found wrong, without the value it quotes: `invalid type: integer `101410001`,
+/// expected a string` becomes `an integer where a string is expected`.
+fn describe(serde: &str) -> String {
+    let rest = serde
+        .strip_prefix("invalid type: ")
+        .or_else(|| serde.strip_prefix("invalid value: "));
+    let Some(rest) = rest else {
+        if serde.starts_with("invalid length") {
+            return "a list of the wrong length".into();
+        }
+        if serde == BOOLEAN {
+            return serde.into();
+        }
+        return "a value of the wrong shape".into();
+    };
+    let (found, expected) = rest
+        .rsplit_once(", expected ")
+        .unwrap_or((rest, "another kind"));
+    let kind = found.split(['`', '"']).next().unwrap_or_default().trim();
+    let kind = match kind {
+        "" => "a value",
+        "integer" => "a number",
+        "floating point" => "a number",
+        "string" => "a string",
+        "boolean" => "a boolean",
+        "map" => "an object",
+        "sequence" => "a list",
+        "null" => "null",
+        _ => "a value",
+    };
+    let expected = crate::domain::cut(&crate::domain::mask_cpr(expected), 60);
+    format!("{kind} where {expected} is expected")
+}
+
+/// The message of a boolean that is not one.
+const BOOLEAN: &str = "expected a boolean (true or false)";
 
 /// A FHIR boolean: JSON `true`/`false`, or the XML `value` text `"true"`/`"false"`.
 fn boolean<'de, D>(d: D) -> Result<Option<bool>, D::Error>
@@ -37,7 +104,7 @@ where
         Some(Value::Bool(b)) => Ok(Some(b)),
         Some(Value::String(s)) if s == "true" => Ok(Some(true)),
         Some(Value::String(s)) if s == "false" => Ok(Some(false)),
-        Some(_) => Err(de::Error::custom("expected a boolean (true or false)")),
+        Some(_) => Err(de::Error::custom(BOOLEAN)),
     }
 }
 
@@ -343,14 +410,28 @@ pub(crate) enum Parsed {
     Other,
 }
 
-/// Why a generic resource could not be read into the wire model. The message is serde's and
-/// may quote input text: the caller scrubs it.
+/// Why a value could not be read into the wire model: the element's path and the kind of
+/// value found, never the value itself.
+#[derive(Debug)]
 pub(crate) struct ShapeError(pub String);
+
+impl ShapeError {
+    /// This error as the message of a repeating element's item, for [`from_value`] outside.
+    fn nested(&self, index: Option<usize>) -> String {
+        let (path, what) = self.0.split_once(": ").unwrap_or(("the resource", &self.0));
+        let index = index.map(|i| format!("[{i}]")).unwrap_or_default();
+        let sub = match path {
+            "the resource" => String::new(),
+            p => format!(".{p}"),
+        };
+        format!("{NESTED}{index}{sub}{NESTED}{what}")
+    }
+}
 
 /// Reads a generic resource into the wire model by its `resourceType`.
 pub(crate) fn parse_resource(value: Value) -> Result<Parsed, ShapeError> {
     fn to<T: DeserializeOwned>(v: Value) -> Result<T, ShapeError> {
-        serde_json::from_value(v).map_err(|e| ShapeError(e.to_string()))
+        from_value(v)
     }
     let kind = value
         .get("resourceType")

@@ -8,7 +8,7 @@
 //! The roster is a whole: each read replaces the previous one, and an assignment no longer in
 //! the file is withdrawn.
 
-use crate::domain::{Cpr, Pseudonym, PseudonymKey, TeamAssignment, TeamId};
+use crate::domain::{Cpr, Pseudonym, PseudonymKey, TeamAssignment, TeamId, shown};
 use crate::mapping::Mappings;
 use crate::model::{Record, RecordKind, Versioned};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -21,7 +21,9 @@ pub const SOURCE: &str = "roster";
 /// The header a roster file must have.
 pub const HEADER: [&str; 4] = ["citizen", "team", "from", "to"];
 
-/// A problem in a roster file: the file, the line and what is wrong (never a CPR number).
+/// A problem in a roster file: the file, the line and what is wrong, naming the column. A
+/// message never holds a value of the `citizen` column (nor the header's cells); a value of
+/// another column is shown only cut to a short prefix and only if it cannot be a CPR number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}:{line}: {message}")]
 pub struct RosterError {
@@ -57,15 +59,8 @@ pub fn read(
     let mut errors = Vec::new();
     match reader.headers() {
         Ok(h) if h.iter().eq(HEADER) => {}
-        Ok(h) => errors.push(err(
-            1,
-            format!(
-                "the header must be `{}`, it is `{}`",
-                HEADER.join(","),
-                h.iter().collect::<Vec<_>>().join(",")
-            ),
-        )),
-        Err(e) => errors.push(err(1, format!("unreadable header: {e}"))),
+        Ok(h) => errors.push(err(1, header_problem(h))),
+        Err(_) => errors.push(err(1, "an unreadable header".into())),
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -101,12 +96,22 @@ pub fn read(
             Ok(t) => {
                 errors.push(err(
                     line,
-                    format!("unknown team `{t}` (not in the team mappings)"),
+                    format!(
+                        "column 2 (`team`): unknown team {} (not in the team mappings)",
+                        shown(t.as_str())
+                    ),
                 ));
                 continue;
             }
-            Err(e) => {
-                errors.push(err(line, e.to_string()));
+            Err(_) => {
+                errors.push(err(
+                    line,
+                    format!(
+                        "column 2 (`team`): {} is not a team id (1-32 characters of a-z, 0-9, - \
+                         and _)",
+                        shown(&record[1])
+                    ),
+                ));
                 continue;
             }
         };
@@ -115,7 +120,10 @@ pub fn read(
             Err(_) => {
                 errors.push(err(
                     line,
-                    format!("`from` is not a date (YYYY-MM-DD): `{}`", &record[2]),
+                    format!(
+                        "column 3 (`from`): {} is not a date (YYYY-MM-DD)",
+                        shown(&record[2])
+                    ),
                 ));
                 continue;
             }
@@ -125,7 +133,10 @@ pub fn read(
             s => match s.parse::<NaiveDate>() {
                 Ok(d) => Some(d),
                 Err(_) => {
-                    errors.push(err(line, format!("`to` is not a date (YYYY-MM-DD): `{s}`")));
+                    errors.push(err(
+                        line,
+                        format!("column 4 (`to`): {} is not a date (YYYY-MM-DD)", shown(s)),
+                    ));
                     continue;
                 }
             },
@@ -160,11 +171,35 @@ fn parse_citizen(
     if cpr_like {
         return Cpr::parse(field)
             .map(|cpr| key.citizen(&cpr))
-            .map_err(|e| format!("`citizen` is not a valid CPR number: {e}"));
+            .map_err(|e| format!("column 1 (`citizen`): not a valid CPR number: {e}"));
     }
-    Err(format!(
-        "`citizen` `{field}` is neither a CPR number, a pseudonym nor the Patient id of a citizen received so far"
-    ))
+    Err(
+        "column 1 (`citizen`): neither a CPR number, a pseudonym nor the Patient id of a \
+         citizen received so far"
+            .into(),
+    )
+}
+
+/// What is wrong with a header, naming columns only: a header that is not the expected one
+/// may be a data line, whose first cell is a CPR number.
+pub(crate) fn header_problem(found: &csv::StringRecord) -> String {
+    let expected = HEADER.join(",");
+    if found.len() != HEADER.len() {
+        return format!(
+            "the header must be `{expected}`, it has {} columns",
+            found.len()
+        );
+    }
+    let column = HEADER
+        .iter()
+        .zip(found.iter())
+        .position(|(want, got)| *want != got)
+        .unwrap_or(0);
+    format!(
+        "the header must be `{expected}`: column {} is not `{}`",
+        column + 1,
+        HEADER[column]
+    )
 }
 
 /// The care system's Patient ids of the stored citizens.
