@@ -597,7 +597,7 @@ async fn a_killed_import_completed_equals_a_clean_import() {
 
 /// `post` started at a random moment while `run` posts the same night: never two vouchers for
 /// one delta; at the end the outbox holds the month totals.
-async fn post_beside_run(backend: &str, store_url: &str) {
+async fn post_beside_run(backend: &str, store_url: &str, job: Option<&str>) {
     let started = Instant::now();
     let f = fixture(&POSTING_DATA);
     let mut rng = rng_for(&format!("race-{backend}"));
@@ -614,6 +614,25 @@ async fn post_beside_run(backend: &str, store_url: &str) {
             reply_dir: replies.clone(),
         },
     );
+    if let Some(job) = job {
+        // A configured job of its own name that posts too.
+        let mut text = std::fs::read_to_string(&setup.config).unwrap();
+        text.push_str(&format!(
+            "\n[[job]]\nname = \"{job}\"\nschedule = \"30 2 * * *\"\nsteps = [\"compute\", \"post\", \"replies\"]\n"
+        ));
+        std::fs::write(&setup.config, text).unwrap();
+    }
+    let run_args = |night: NaiveDate| -> Vec<String> {
+        let mut a = vec!["run".to_owned(), "--as-of".to_owned(), night.to_string()];
+        if let Some(job) = job {
+            a.extend(["--job".to_owned(), job.to_owned()]);
+        }
+        a
+    };
+    let spawn_run = |night: NaiveDate| {
+        let a = run_args(night);
+        setup.spawn(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
     if backend == "postgres" {
         // The clean import's versions, copied.
         let clean = Store::connect(&sqlite_url(&f.db)).await.unwrap();
@@ -635,7 +654,7 @@ async fn post_beside_run(backend: &str, store_url: &str) {
     let mut run_time = Duration::ZERO;
     for night in [day(2), day(3)] {
         let t0 = Instant::now();
-        wait(setup.spawn(&["run", "--as-of", &night.to_string()])).await;
+        wait(spawn_run(night)).await;
         run_time = t0.elapsed();
         process_folder(&books, &inbox, &replies).unwrap();
     }
@@ -644,7 +663,7 @@ async fn post_beside_run(backend: &str, store_url: &str) {
     for trial in 0..RACE_TRIALS {
         let night = day(4 + trial as u32);
         last = night;
-        let run = setup.spawn(&["run", "--as-of", &night.to_string()]);
+        let run = spawn_run(night);
         tokio::time::sleep(run_time.mul_f64(rng.random_range(0.0..1.0))).await;
         let post = setup.spawn(&["post", "--as-of", &night.to_string()]);
         let (r, p) = (wait(run).await, wait(post).await);
@@ -682,7 +701,17 @@ async fn post_beside_run_makes_no_voucher_twice_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("gw.db");
     std::fs::copy(&fixture(&POSTING_DATA).db, &db).unwrap();
-    post_beside_run("sqlite", &sqlite_url(&db)).await;
+    post_beside_run("sqlite", &sqlite_url(&db), None).await;
+}
+
+/// A configured job of another name with a `post` step (`run --job nacht`, or the daemon)
+/// posting while `post` posts the same night.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_beside_another_posting_job_makes_no_voucher_twice_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gw.db");
+    std::fs::copy(&fixture(&POSTING_DATA).db, &db).unwrap();
+    post_beside_run("sqlite-job", &sqlite_url(&db), Some("nacht")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -706,7 +735,7 @@ async fn post_beside_run_makes_no_voucher_twice_on_postgres() {
         .unwrap();
     let (base, _) = server.rsplit_once('/').unwrap();
     let url = format!("{base}/{name}");
-    let outcome = tokio::spawn(async move { post_beside_run("postgres", &url).await }).await;
+    let outcome = tokio::spawn(async move { post_beside_run("postgres", &url, None).await }).await;
     let _ = sqlx::query(AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
     )))
