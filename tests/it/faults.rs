@@ -102,6 +102,7 @@ fn fixture(data: &'static Data) -> &'static Fixture {
         days,
     } = *data;
     cell.get_or_init(|| {
+        remove_stale_fixtures();
         let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "faults-{name}-{}-{:x}",
             std::process::id(),
@@ -150,6 +151,27 @@ fn fixture(data: &'static Data) -> &'static Fixture {
             import_time,
         }
     })
+}
+
+/// The fixtures live as long as the test process; those of test processes that are gone are
+/// removed (`faults-<data>-<pid>-<random>` under `CARGO_TARGET_TMPDIR`).
+fn remove_stale_fixtures() {
+    let Ok(entries) = std::fs::read_dir(env!("CARGO_TARGET_TMPDIR")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let mut parts = name.split('-');
+        if parts.next() != Some("faults") {
+            continue;
+        }
+        let Some(pid) = parts.nth(1).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn sqlite_url(path: &Path) -> String {
