@@ -14,6 +14,7 @@ mod decisions;
 mod demo;
 mod events;
 mod explain;
+mod faults;
 mod fhir_transport;
 mod finance_formats;
 mod finance_transport;
