@@ -623,6 +623,42 @@ async fn post_step(ctx: &Context, req: &Request, state: &mut State) -> anyhow::R
             true,
         ));
     };
+    // Whatever job this step runs in, only one process creates and sends vouchers at a
+    // time: the deltas are read and the vouchers made under the posting lease, so no delta
+    // is covered twice.
+    let lease = if req.dry_run {
+        None
+    } else {
+        match Lease::claim(ctx, POSTING_LEASE, None, ctx.loaded.settings.daemon.lease).await? {
+            Some(l) => Some(l),
+            None => {
+                return Ok(StepResult::new(
+                    RunCounts::default(),
+                    vec![
+                        "another process is posting vouchers now; this run's go with the next"
+                            .to_owned(),
+                    ],
+                    true,
+                ));
+            }
+        }
+    };
+    let result = post_under_lease(ctx, req, state, &finance).await;
+    if let Some(lease) = lease {
+        lease.release().await?;
+    }
+    result
+}
+
+/// The lease every posting step takes, whatever its job.
+pub const POSTING_LEASE: &str = "posting";
+
+async fn post_under_lease(
+    ctx: &Context,
+    req: &Request,
+    state: &mut State,
+    finance: &crate::sinks::post::FinanceSettings,
+) -> anyhow::Result<StepResult> {
     let mappings = &ctx.loaded.mappings;
     let c = computed(ctx, req, state).await?;
     let (deltas, report) = c.deltas(&ctx.store, mappings, req.as_of).await?;
@@ -643,7 +679,7 @@ async fn post_step(ctx: &Context, req: &Request, state: &mut State) -> anyhow::R
     post::send_vouchers(
         &ctx.store,
         mappings,
-        &finance,
+        finance,
         &deltas,
         &report,
         req.as_of,

@@ -204,10 +204,20 @@ pub async fn send_vouchers(
             )
         })
         .collect();
+    // A team removed from the mappings keeps its last cost centre for its corrections.
+    let former: HashMap<String, crate::domain::CostCentre> = store
+        .vouchers()
+        .await?
+        .into_iter()
+        .filter_map(|v| {
+            let cc = v.voucher.lines.get(1)?.cost_centre.clone();
+            Some((v.voucher.team, cc))
+        })
+        .collect();
     let created = store
         .create_vouchers_explained(
             as_of.year(),
-            |first| build::build_vouchers(deltas, mappings, as_of, first),
+            |first| build::build_vouchers_with(deltas, mappings, as_of, first, &former),
             |v| {
                 let d = by_key.get(&(v.team.clone(), v.track, v.month))?;
                 serde_json::to_string(&crate::pipeline::basis_of(report, d, as_of)).ok()

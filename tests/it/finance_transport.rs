@@ -370,9 +370,18 @@ async fn sftp_delivers_fetches_and_archives_against_real_sshd() {
     );
     assert_eq!(dir_names(&remote), vec![name.to_owned()]);
     assert_eq!(std::fs::read(remote.join(name)).unwrap(), content);
-    // Delivering the same name again replaces it (no temp file left behind).
-    transport.deliver(name, &content, "unused").await.unwrap();
+    // Delivering the same name again is refused: a file not yet collected is never replaced
+    // (and no temp file is left behind).
+    let again = transport
+        .deliver(name, b"other", "unused")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, progression_gateway::sinks::finance::transport::TransportError::Exists(ref n) if n == name),
+        "{again}"
+    );
     assert_eq!(dir_names(&remote), vec![name.to_owned()]);
+    assert_eq!(std::fs::read(remote.join(name)).unwrap(), content);
 
     // Opus processes the remote folder (on local disk) and writes its reply.
     let books = Books::new();

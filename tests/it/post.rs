@@ -562,3 +562,48 @@ async fn a_sent_voucher_whose_reply_is_lost_is_sent_again_with_the_same_number()
     assert_eq!(night.books.voucher_count(), 1, "booked once");
     assert_eq!(night.posted().await.to_string(), "2600.00");
 }
+
+#[tokio::test]
+async fn a_team_removed_from_the_mappings_still_gets_its_corrections_and_others_post() {
+    let mut night = Night::new(None).await;
+    citizen_b(&night.store, "patient-b").await; // nord, 260.00 a day from 2027-01-01
+    let c = HistoryBuilder::new(3)
+        .team("syd", "2026-01-01", None)
+        .grant(PERSONAL_CARE, "2027-01-01", None)
+        .levels(&[3, 3, 3], "2026-12-20")
+        .build();
+    night.store.put_batch(&versions_of(&c), None).await.unwrap();
+    night.run("2027-01-25").await;
+    let nord_cc = night
+        .loaded
+        .mappings
+        .team(&progression_gateway::domain::TeamId::parse("nord").unwrap())
+        .unwrap()
+        .cost_centre
+        .clone();
+    // Team nord is removed from teams.toml; then B's death on the 20th is reported late.
+    night
+        .loaded
+        .mappings
+        .teams
+        .retain(|t| t.team.id.as_str() != "nord");
+    report_death(&night.store, "2027-01-20").await;
+    let summary = night.run("2027-01-26").await;
+    assert!(
+        summary.delivery_errors.is_empty(),
+        "{:?}",
+        summary.delivery_errors
+    );
+    let vouchers = night.store.vouchers().await.unwrap();
+    let new: Vec<_> = vouchers[2..].iter().map(|v| &v.voucher).collect();
+    // nord's correction on its last cost centre, and syd's new day, both out.
+    let nord = new
+        .iter()
+        .find(|v| v.team == "nord")
+        .expect("nord's correction");
+    assert_eq!(nord.amount.to_string(), "-1300.00"); // 5 days x 260.00 back
+    assert_eq!(nord.lines[1].cost_centre, nord_cc);
+    let syd = new.iter().find(|v| v.team == "syd").expect("syd's voucher");
+    assert_eq!(syd.amount.to_string(), "260.00");
+    assert_eq!(summary.vouchers_sent, 2);
+}

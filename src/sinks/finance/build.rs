@@ -60,6 +60,25 @@ pub fn build_vouchers(
     as_of: NaiveDate,
     first_seq: u32,
 ) -> Result<Vec<Voucher>, BuildError> {
+    build_vouchers_with(
+        deltas,
+        mappings,
+        as_of,
+        first_seq,
+        &std::collections::HashMap::new(),
+    )
+}
+
+/// [`build_vouchers`], where a team no longer in the mappings (removed from `teams.toml`)
+/// still gets its corrections on its last cost centre, from `former` (team id → the cost
+/// centre of its latest voucher in the outbox).
+pub fn build_vouchers_with(
+    deltas: &[PostingDelta],
+    mappings: &Mappings,
+    as_of: NaiveDate,
+    first_seq: u32,
+    former: &std::collections::HashMap<String, CostCentre>,
+) -> Result<Vec<Voucher>, BuildError> {
     let accounts = mappings
         .accounts
         .as_ref()
@@ -74,11 +93,13 @@ pub fn build_vouchers(
                 .filter(|s| *s <= 999_999)
                 .ok_or(BuildError::SequenceExhausted(seq))?;
             let team_cc: CostCentre = match &delta.key.payee {
-                Payee::Team(id) => mappings
-                    .team(id)
-                    .ok_or_else(|| BuildError::UnknownTeam(id.clone()))?
-                    .cost_centre
-                    .clone(),
+                Payee::Team(id) => match mappings.team(id) {
+                    Some(team) => team.cost_centre.clone(),
+                    None => former
+                        .get(id.as_str())
+                        .cloned()
+                        .ok_or_else(|| BuildError::UnknownTeam(id.clone()))?,
+                },
                 Payee::Unassigned => accounts.fallback_cost_centre.clone(),
             };
             let amount = checked_amount(delta)?;
