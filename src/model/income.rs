@@ -157,6 +157,10 @@ pub enum Finding {
         month: YearMonth,
         /// How many days.
         days: u32,
+        /// The custodian SOR code reported for those days that no team in `teams.toml` has
+        /// (`None`: no roster line and no custodian at all).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unmapped_sor: Option<String>,
     },
 }
 
@@ -237,13 +241,34 @@ impl fmt::Display for Finding {
                 track,
                 month,
                 days,
-            } => write!(
-                f,
-                "citizen {}: {days} {track} course-days in {month} without a team, paid to the fallback cost centre",
-                citizen.short()
-            ),
+                unmapped_sor,
+            } => {
+                write!(
+                    f,
+                    "citizen {}: {days} {track} course-days in {month} without a team, paid to the fallback cost centre",
+                    citizen.short()
+                )?;
+                match unmapped_sor {
+                    Some(sor) => {
+                        write!(f, " (the custodian SOR code `{sor}` is not in teams.toml)")
+                    }
+                    None => f.write_str(" (no roster line and no custodian SOR code)"),
+                }
+            }
         }
     }
+}
+
+/// The custodian SOR code in force on `day` (the same rule as [`team_on`] uses), if any.
+fn custodian_on(history: &CitizenHistory, day: NaiveDate) -> Option<&str> {
+    let custodians = &history.custodians;
+    custodians
+        .iter()
+        .rev()
+        .find(|(on, _)| on.is_none_or(|on| on <= day))
+        .or_else(|| custodians.first())
+        .map(|(_, sor)| sor.as_deref())
+        .or_else(|| Some(history.profile.as_ref()?.custodian_sor.as_deref()))?
 }
 
 /// The team a citizen is assigned to on `day`: the roster assignment covering the day that
@@ -313,7 +338,7 @@ pub fn income<'a>(
 ) -> IncomeReport {
     let mut report = IncomeReport::default();
     for (history, courses) in citizens {
-        let mut unassigned: BTreeMap<(Track, YearMonth), u32> = BTreeMap::new();
+        let mut unassigned: BTreeMap<(Track, YearMonth), (u32, Option<String>)> = BTreeMap::new();
         for course in courses {
             let first = course.start.max(from);
             let last = course.end.min(to);
@@ -322,9 +347,13 @@ pub fn income<'a>(
                 let payee = match team_on(history, mappings, day) {
                     Some(team) => Payee::Team(team),
                     None => {
-                        *unassigned
+                        let e = unassigned
                             .entry((course.track, YearMonth::of(day)))
-                            .or_default() += 1;
+                            .or_default();
+                        e.0 += 1;
+                        if e.1.is_none() {
+                            e.1 = custodian_on(history, day).map(str::to_owned);
+                        }
                         Payee::Unassigned
                     }
                 };
@@ -362,12 +391,13 @@ pub fn income<'a>(
             }
         }
         if let Some(citizen) = &history.citizen {
-            for ((track, month), days) in unassigned {
+            for ((track, month), (days, unmapped_sor)) in unassigned {
                 report.findings.push(Finding::DaysWithoutTeam {
                     citizen: citizen.clone(),
                     track,
                     month,
                     days,
+                    unmapped_sor,
                 });
             }
         }

@@ -572,3 +572,27 @@ fn a_new_custodian_pays_the_new_team_from_the_day_it_is_reported() {
     let money = monthly(&early, &m, Track::Care, "2027-01-01", "2027-01-31");
     assert_eq!(amount(&money, "nord", "2027-01"), "2945.00");
 }
+
+#[test]
+fn days_without_a_team_name_the_unmapped_custodian_sor_code() {
+    let m = worked_example_mappings();
+    let h = HistoryBuilder::new(42)
+        .custodian("999999999999999")
+        .grant(PERSONAL_CARE, "2027-01-01", None)
+        .levels(&[0, 1], "2026-12-01")
+        .build();
+    let cs = courses(&h, &m);
+    let report = income([(&h, cs.as_slice())], &m, d("2027-01-01"), d("2027-01-31"));
+    let [f] = report.findings.as_slice() else {
+        panic!("{:?}", report.findings);
+    };
+    assert!(matches!(
+        f,
+        Finding::DaysWithoutTeam { days: 31, unmapped_sor: Some(sor), .. } if sor == "999999999999999"
+    ));
+    assert!(
+        f.to_string()
+            .ends_with("(the custodian SOR code `999999999999999` is not in teams.toml)"),
+        "{f}"
+    );
+}
