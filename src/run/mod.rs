@@ -629,17 +629,24 @@ async fn post_step(ctx: &Context, req: &Request, state: &mut State) -> anyhow::R
     let lease = if req.dry_run {
         None
     } else {
-        match Lease::claim(ctx, POSTING_LEASE, None, ctx.loaded.settings.daemon.lease).await? {
-            Some(l) => Some(l),
-            None => {
-                return Ok(StepResult::new(
-                    RunCounts::default(),
-                    vec![
-                        "another process is posting vouchers now; this run's go with the next"
-                            .to_owned(),
-                    ],
-                    true,
-                ));
+        // Another process posting now: wait for it (it is seconds), then read what it posted.
+        let deadline = std::time::Instant::now() + POSTING_WAIT;
+        loop {
+            match Lease::claim(ctx, POSTING_LEASE, None, ctx.loaded.settings.daemon.lease).await? {
+                Some(l) => break Some(l),
+                None if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                None => {
+                    return Ok(StepResult::new(
+                        RunCounts::default(),
+                        vec![format!(
+                            "another process has been posting vouchers for {} s; this run's go with the next",
+                            POSTING_WAIT.as_secs()
+                        )],
+                        true,
+                    ));
+                }
             }
         }
     };
@@ -652,6 +659,8 @@ async fn post_step(ctx: &Context, req: &Request, state: &mut State) -> anyhow::R
 
 /// The lease every posting step takes, whatever its job.
 pub const POSTING_LEASE: &str = "posting";
+/// How long a posting step waits for another process's posting to finish.
+const POSTING_WAIT: Duration = Duration::from_secs(120);
 
 async fn post_under_lease(
     ctx: &Context,
