@@ -5,7 +5,7 @@
 //! never by CPR: a CPR given to `explain --citizen-stdin` is pseudonymised on read.
 
 use crate::domain::{Pseudonym, Track};
-use crate::model::{Change, DailyTariff, Evidence, LedgerEntry};
+use crate::model::{DailyTariff, Evidence, LedgerEntry};
 use crate::pipeline::VoucherBasis;
 use crate::store::{LedgerRow, Store};
 use chrono::NaiveDate;
@@ -193,22 +193,9 @@ pub fn danish_exact(amount: Decimal) -> String {
 
 /// An amount the Danish way: `1.552.635,00 kr.` (rounded half away from zero to øre).
 pub fn kroner(amount: Decimal) -> String {
-    let rounded = crate::model::round_money(amount);
-    let text = format!("{:.2}", rounded.abs());
-    let (int, frac) = text.split_once('.').unwrap_or((&text, "00"));
-    let mut grouped = String::new();
-    for (i, c) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            grouped.push('.');
-        }
-        grouped.push(c);
-    }
-    let sign = if rounded.is_sign_negative() && !rounded.is_zero() {
-        "-"
-    } else {
-        ""
-    };
-    format!("{sign}{grouped},{frac} kr.")
+    let mut rounded = crate::model::round_money(amount);
+    rounded.rescale(2);
+    format!("{} kr.", danish_exact(rounded))
 }
 
 fn tariff_text(t: &DailyTariff) -> String {
@@ -380,9 +367,4 @@ pub fn voucher_text(v: &VoucherExplanation) -> String {
         let _ = writeln!(s, "    earlier {n}: {shown}");
     }
     s
-}
-
-/// Describes a change for people (used by `reprice`).
-pub fn change_text(c: &Change) -> String {
-    c.to_string()
 }

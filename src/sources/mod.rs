@@ -121,6 +121,59 @@ pub trait BundleSink: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Accepted, Refusal>> + Send;
 }
 
+/// What is wrong with a CSV header (roster, events), naming columns only: a header that is not
+/// the expected one may be a data line, whose first cell is a CPR number.
+pub(crate) fn csv_header_problem(expected: &[&str], found: &csv::StringRecord) -> String {
+    let joined = expected.join(",");
+    if found.len() != expected.len() {
+        return format!(
+            "the header must be `{joined}`, it has {} columns",
+            found.len()
+        );
+    }
+    let column = expected
+        .iter()
+        .zip(found.iter())
+        .position(|(want, got)| *want != got)
+        .unwrap_or(0);
+    format!(
+        "the header must be `{joined}`: column {} is not `{}`",
+        column + 1,
+        expected[column]
+    )
+}
+
+/// A CSV file's citizen field (roster, events): a known Patient id, a pseudonym, or a CPR
+/// number, pseudonymised here. `column` names the column in messages, which never quote the
+/// field.
+pub(crate) fn csv_citizen(
+    field: &str,
+    column: &str,
+    key: &crate::domain::PseudonymKey,
+    patients: &std::collections::HashMap<String, crate::domain::Pseudonym>,
+) -> Result<crate::domain::Pseudonym, String> {
+    use crate::domain::{Cpr, Pseudonym};
+    if field.is_empty() {
+        return Err(format!("{column} is empty"));
+    }
+    if let Some(p) = patients.get(field) {
+        return Ok(p.clone());
+    }
+    if let Ok(p) = Pseudonym::parse(field) {
+        return Ok(p);
+    }
+    let cpr_like = field.bytes().filter(u8::is_ascii_digit).count() >= 6
+        && field.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+    if cpr_like {
+        return Cpr::parse(field)
+            .map(|cpr| key.citizen(&cpr))
+            .map_err(|e| format!("{column}: not a valid CPR number: {e}"));
+    }
+    Err(format!(
+        "{column}: neither a CPR number, a pseudonym nor the Patient id of a citizen received so far"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::Format;

@@ -13,7 +13,7 @@
 //! withdraws nothing (every problem is reported with file, line and column, never a CPR); the
 //! other files are still read. A file that disappears from the folder withdraws nothing.
 
-use crate::domain::{Cpr, Pseudonym, PseudonymKey, SourceId, Termination, TerminationReason};
+use crate::domain::{Pseudonym, PseudonymKey, SourceId, Termination, TerminationReason};
 use crate::model::{Record, Versioned};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::{BTreeMap, HashMap};
@@ -126,7 +126,7 @@ pub fn read(
     let mut errors = Vec::new();
     match reader.headers() {
         Ok(h) if h.iter().eq(HEADER) => {}
-        Ok(h) => errors.push(err(1, header_problem(h))),
+        Ok(h) => errors.push(err(1, super::csv_header_problem(&HEADER, h))),
         Err(_) => errors.push(err(1, "an unreadable header".into())),
     }
     if !errors.is_empty() {
@@ -161,7 +161,7 @@ pub fn read(
             ));
             continue;
         }
-        let citizen = parse_citizen(&record[0], key, patients);
+        let citizen = super::csv_citizen(&record[0], "column `citizen`", key, patients);
         let reason = match parse_event(&record[1]) {
             Some(r) => Ok(r),
             None => Err(format!(
@@ -217,7 +217,7 @@ pub fn read(
 /// A file name can be part of a source id: not too long, and not holding what looks like a
 /// CPR number (a run of exactly ten digits that starts with a date, or `ddmmyy-xxxx`).
 fn check_file_name(name: &str) -> Result<(), String> {
-    if looks_like_cpr(name) {
+    if crate::domain::holds_cpr(name) {
         return Err(
             "a file whose name holds what looks like a CPR number is not read; rename it".into(),
         );
@@ -228,31 +228,6 @@ fn check_file_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Whether `text` holds a CPR number: a run of exactly ten digits, or six digits, a dash and
-/// four digits, whose first six digits are a date.
-fn looks_like_cpr(text: &str) -> bool {
-    let b = text.as_bytes();
-    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
-    (0..b.len()).any(|i| {
-        if i > 0 && digit(i - 1) {
-            return false;
-        }
-        let plain = (i..i + 10).all(digit) && !digit(i + 10);
-        let dashed = (i..i + 6).all(digit)
-            && b.get(i + 6) == Some(&b'-')
-            && (i + 7..i + 11).all(digit)
-            && !digit(i + 11);
-        let candidate = if plain {
-            &text[i..i + 10]
-        } else if dashed {
-            &text[i..i + 11]
-        } else {
-            return false;
-        };
-        Cpr::parse(candidate).is_ok()
-    })
 }
 
 /// A field for a message: quoted, unless it may hold a CPR number (six digits in a row) or is
@@ -271,58 +246,6 @@ fn quoted(field: &str) -> String {
     } else {
         format!("`{field}`")
     }
-}
-
-/// What is wrong with a header, naming columns only: a header that is not the expected one
-/// may be a data line, whose first cell is a CPR number.
-fn header_problem(found: &csv::StringRecord) -> String {
-    let expected = HEADER.join(",");
-    if found.len() != HEADER.len() {
-        return format!(
-            "the header must be `{expected}`, it has {} columns",
-            found.len()
-        );
-    }
-    let column = HEADER
-        .iter()
-        .zip(found.iter())
-        .position(|(want, got)| *want != got)
-        .unwrap_or(0);
-    format!(
-        "the header must be `{expected}`: column {} is not `{}`",
-        column + 1,
-        HEADER[column]
-    )
-}
-
-/// A CPR number (pseudonymised here), a pseudonym or a known Patient id. The message never
-/// quotes the field.
-fn parse_citizen(
-    field: &str,
-    key: &PseudonymKey,
-    patients: &HashMap<String, Pseudonym>,
-) -> Result<Pseudonym, String> {
-    if field.is_empty() {
-        return Err("column `citizen` is empty".into());
-    }
-    if let Some(p) = patients.get(field) {
-        return Ok(p.clone());
-    }
-    if let Ok(p) = Pseudonym::parse(field) {
-        return Ok(p);
-    }
-    let cpr_like = field.bytes().filter(u8::is_ascii_digit).count() >= 6
-        && field.bytes().all(|b| b.is_ascii_digit() || b == b'-');
-    if cpr_like {
-        return Cpr::parse(field)
-            .map(|cpr| key.citizen(&cpr))
-            .map_err(|e| format!("column `citizen`: not a valid CPR number: {e}"));
-    }
-    Err(
-        "column `citizen`: neither a CPR number, a pseudonym nor the Patient id of a citizen \
-         received so far"
-            .into(),
-    )
 }
 
 /// The latest stored version of an event (for [`versions`]).
@@ -543,7 +466,7 @@ mod tests {
             "events-010150-1234.csv",
             "x_3112991234_y.csv",
         ] {
-            assert!(looks_like_cpr(name), "{name}");
+            assert!(check_file_name(name).is_err(), "{name}");
         }
         for name in [
             "events.csv",
@@ -552,7 +475,7 @@ mod tests {
             "2027012009.csv",
             "01015012345.csv",
         ] {
-            assert!(!looks_like_cpr(name), "{name}");
+            assert!(check_file_name(name).is_ok(), "{name}");
         }
     }
 

@@ -8,7 +8,7 @@
 //! The roster is a whole: each read replaces the previous one, and an assignment no longer in
 //! the file is withdrawn.
 
-use crate::domain::{Cpr, Pseudonym, PseudonymKey, TeamAssignment, TeamId, shown};
+use crate::domain::{Pseudonym, PseudonymKey, TeamAssignment, TeamId, shown};
 use crate::mapping::Mappings;
 use crate::model::{Record, RecordKind, Versioned};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -59,7 +59,7 @@ pub fn read(
     let mut errors = Vec::new();
     match reader.headers() {
         Ok(h) if h.iter().eq(HEADER) => {}
-        Ok(h) => errors.push(err(1, header_problem(h))),
+        Ok(h) => errors.push(err(1, super::csv_header_problem(&HEADER, h))),
         Err(_) => errors.push(err(1, "an unreadable header".into())),
     }
     if !errors.is_empty() {
@@ -84,7 +84,7 @@ pub fn read(
             ));
             continue;
         }
-        let citizen = match parse_citizen(&record[0], key, patients) {
+        let citizen = match super::csv_citizen(&record[0], "column 1 (`citizen`)", key, patients) {
             Ok(c) => c,
             Err(m) => {
                 errors.push(err(line, m));
@@ -151,55 +151,6 @@ pub fn read(
     } else {
         Err(errors)
     }
-}
-
-/// A CPR number (pseudonymised here), a pseudonym or a known Patient id. The message never
-/// quotes a field that looks like a CPR number.
-fn parse_citizen(
-    field: &str,
-    key: &PseudonymKey,
-    patients: &HashMap<String, Pseudonym>,
-) -> Result<Pseudonym, String> {
-    if let Some(p) = patients.get(field) {
-        return Ok(p.clone());
-    }
-    if let Ok(p) = Pseudonym::parse(field) {
-        return Ok(p);
-    }
-    let cpr_like = field.bytes().filter(u8::is_ascii_digit).count() >= 6
-        && field.bytes().all(|b| b.is_ascii_digit() || b == b'-');
-    if cpr_like {
-        return Cpr::parse(field)
-            .map(|cpr| key.citizen(&cpr))
-            .map_err(|e| format!("column 1 (`citizen`): not a valid CPR number: {e}"));
-    }
-    Err(
-        "column 1 (`citizen`): neither a CPR number, a pseudonym nor the Patient id of a \
-         citizen received so far"
-            .into(),
-    )
-}
-
-/// What is wrong with a header, naming columns only: a header that is not the expected one
-/// may be a data line, whose first cell is a CPR number.
-pub(crate) fn header_problem(found: &csv::StringRecord) -> String {
-    let expected = HEADER.join(",");
-    if found.len() != HEADER.len() {
-        return format!(
-            "the header must be `{expected}`, it has {} columns",
-            found.len()
-        );
-    }
-    let column = HEADER
-        .iter()
-        .zip(found.iter())
-        .position(|(want, got)| *want != got)
-        .unwrap_or(0);
-    format!(
-        "the header must be `{expected}`: column {} is not `{}`",
-        column + 1,
-        HEADER[column]
-    )
 }
 
 /// The care system's Patient ids of the stored citizens.
