@@ -171,6 +171,28 @@ fn render(
     })
 }
 
+/// `deltas` against `posted` (read now): each key's month-to-date income minus what is posted
+/// now; keys now in balance are left out.
+fn rebase(deltas: &[PostingDelta], posted: &crate::store::PostedTotals) -> Vec<PostingDelta> {
+    deltas
+        .iter()
+        .filter_map(|d| {
+            let key = (
+                d.key.payee.as_str().to_owned(),
+                d.key.track.as_str().to_owned(),
+                d.key.month.to_string(),
+            );
+            let already = posted.get(&key).copied().unwrap_or_default();
+            let amount = d.month_to_date - already;
+            (!amount.is_zero()).then(|| PostingDelta {
+                already_posted: already,
+                amount,
+                ..d.clone()
+            })
+        })
+        .collect()
+}
+
 fn idempotency_key(vouchers: &[Voucher]) -> String {
     let mut h = Sha256::new();
     for v in vouchers {
@@ -214,12 +236,35 @@ pub async fn send_vouchers(
             Some((v.voucher.team, cc))
         })
         .collect();
+    // The deltas again against what is posted inside the creating transaction: what another
+    // process posted since they were computed is not posted a second time.
+    let rebased: std::sync::Mutex<HashMap<(String, Track, YearMonth), PostingDelta>> =
+        Default::default();
     let created = store
         .create_vouchers_explained(
             as_of.year(),
-            |first| build::build_vouchers_with(deltas, mappings, as_of, first, &former),
+            |first, posted_now| {
+                let fresh = rebase(deltas, posted_now);
+                if fresh.len() != deltas.len() || fresh.iter().zip(deltas).any(|(a, b)| a != b) {
+                    tracing::warn!(
+                        message = "Another process posted since the deltas were computed: posting only what is still missing.",
+                        computed = deltas.len(),
+                        still_missing = fresh.len()
+                    );
+                }
+                let vouchers =
+                    build::build_vouchers_with(&fresh, mappings, as_of, first, &former);
+                *rebased.lock().unwrap_or_else(|e| e.into_inner()) = fresh
+                    .into_iter()
+                    .map(|d| ((d.key.payee.as_str().to_owned(), d.key.track, d.key.month), d))
+                    .collect();
+                vouchers
+            },
             |v| {
-                let d = by_key.get(&(v.team.clone(), v.track, v.month))?;
+                let fresh = rebased.lock().unwrap_or_else(|e| e.into_inner());
+                let d = fresh
+                    .get(&(v.team.clone(), v.track, v.month))
+                    .or_else(|| by_key.get(&(v.team.clone(), v.track, v.month)).copied())?;
                 serde_json::to_string(&crate::pipeline::basis_of(report, d, as_of)).ok()
             },
         )

@@ -1,6 +1,7 @@
 //! The run journal (every run of a job and each of its steps) and the job leases that keep a
 //! job to one run at a time across every daemon sharing the store.
 
+use super::BeginWrite;
 use super::error::db;
 use super::{Pool, Store, StoreError, codec};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -570,8 +571,9 @@ impl Store {
         findings: &[(&str, String)],
     ) -> Result<(), StoreError> {
         const OP: &str = "journaling a run's findings";
+        let _turn = self.write_turn().await;
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db(OP))?;
+            let mut tx = pool.begin_write().await.map_err(db(OP))?;
             for (kind, message) in findings {
                 sqlx::query(INSERT_FINDING)
                     .bind(run_id)
@@ -658,8 +660,9 @@ impl Store {
     pub async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         const OP: &str = "pruning the run journal";
         let before = codec::instant_text("retention limit", before)?;
+        let _turn = self.write_turn().await;
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db(OP))?;
+            let mut tx = pool.begin_write().await.map_err(db(OP))?;
             sqlx::query(DELETE_FINDINGS_BEFORE)
                 .bind(before.as_str())
                 .execute(&mut *tx)
@@ -701,8 +704,9 @@ impl Store {
         let scheduled = scheduled_for
             .map(|t| codec::instant_text("scheduled_for", t))
             .transpose()?;
+        let _turn = self.write_turn().await;
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db(OP))?;
+            let mut tx = pool.begin_write().await.map_err(db(OP))?;
             sqlx::query(ENSURE_LEASE)
                 .bind(job)
                 .execute(&mut *tx)
@@ -780,8 +784,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         const OP: &str = "taking over a dead process's lease";
         let now = codec::instant_text("now", now)?;
+        let _turn = self.write_turn().await;
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db(OP))?;
+            let mut tx = pool.begin_write().await.map_err(db(OP))?;
             sqlx::query(RELEASE_LEASE)
                 .bind(job)
                 .bind(holder)
@@ -828,8 +833,9 @@ impl Store {
     pub async fn set_last_scheduled(&self, job: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         const OP: &str = "recording a job's last scheduled run";
         let at = codec::instant_text("scheduled_for", at)?;
+        let _turn = self.write_turn().await;
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db(OP))?;
+            let mut tx = pool.begin_write().await.map_err(db(OP))?;
             sqlx::query(ENSURE_LEASE)
                 .bind(job)
                 .execute(&mut *tx)

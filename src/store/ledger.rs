@@ -1,6 +1,7 @@
 //! The course ledger: recorded decisions and their supersessions, appended and never changed;
 //! and the basis of each voucher (what its amount is made of), written with the voucher.
 
+use super::BeginWrite;
 use super::error::db;
 use super::{Pool, Store, StoreError, codec};
 use crate::model::{DailyTariff, LedgerEntry};
@@ -92,8 +93,9 @@ impl Store {
                 e.end.map(codec::date_text),
             ));
         }
+        let _turn = self.write_turn().await;
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db(OP))?;
+            let mut tx = pool.begin_write().await.map_err(db(OP))?;
             let mut stored = 0;
             for (e, payload, kind, group, table, tariff, end) in &rows {
                 stored += sqlx::query(INSERT_ENTRY)

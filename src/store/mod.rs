@@ -115,12 +115,37 @@ mod ledger;
 mod outbox;
 pub use journal::{NewRun, Outcome, RunCounts, RunRecord, StepRecord, Trigger};
 pub use ledger::LedgerRow;
-pub use outbox::OutboxVoucher;
+pub use outbox::{OutboxVoucher, PostedTotals};
 
 /// The database: SQLite or PostgreSQL. Cheap to clone (a connection pool).
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// SQLite has one writer at a time: write transactions of this process queue here (and
+    /// begin `IMMEDIATE`, so another process's writer is waited for under the busy timeout)
+    /// instead of failing with "database is locked". Unused on PostgreSQL.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Begins a write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock is taken at once,
+/// waiting under the busy timeout, never upgraded half-way), a plain `BEGIN` on PostgreSQL.
+trait BeginWrite {
+    type Db: sqlx::Database;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
 }
 
 impl fmt::Debug for Store {
@@ -132,6 +157,15 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
+    /// Waits for this process's turn to write (SQLite; `None` on PostgreSQL, whose writers do
+    /// not exclude each other). Held for the whole write transaction.
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.pool {
+            Pool::Sqlite(_) => Some(self.writer.lock().await),
+            Pool::Postgres(_) => None,
+        }
+    }
+
     /// Opens the database and brings its schema up to date.
     ///
     /// - `sqlite://PATH` (or `sqlite:PATH`): the file is created if missing; WAL journal,
@@ -180,6 +214,7 @@ impl Store {
             .map_err(|source| StoreError::Migrate { backend, source })?;
         Ok(Store {
             pool: Pool::Sqlite(pool),
+            writer: Default::default(),
         })
     }
 
@@ -210,6 +245,7 @@ impl Store {
             .map_err(|source| StoreError::Migrate { backend, source })?;
         Ok(Store {
             pool: Pool::Postgres(pool),
+            writer: Default::default(),
         })
     }
 
@@ -256,8 +292,9 @@ impl Store {
         let received_at = codec::instant_text("received_at", Utc::now())?;
         const OP: &str = "storing a batch of record versions";
         let backend = self.backend();
+        let _turn = self.write_turn().await;
         let inserted = with_pool!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db(OP))?;
+            let mut tx = pool.begin_write().await.map_err(db(OP))?;
             let mut inserted = 0u64;
             for chunk in rows.chunks(VERSIONS_PER_INSERT) {
                 let sql = multi_row_insert(
@@ -420,8 +457,9 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         const OP: &str = "replacing the courses";
         let backend = self.backend();
+        let _turn = self.write_turn().await;
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db(OP))?;
+            let mut tx = pool.begin_write().await.map_err(db(OP))?;
             match horizon {
                 None => sqlx::query(DELETE_COURSES).execute(&mut *tx).await,
                 Some(h) => {

@@ -1,5 +1,6 @@
 //! The outbox of vouchers, and the record of the tariff decisions written.
 
+use super::BeginWrite;
 use super::error::db;
 use super::{Pool, Store, StoreError, codec};
 use crate::sinks::finance::{Voucher, VoucherNumber, VoucherState};
@@ -25,6 +26,9 @@ pub struct OutboxVoucher {
 const INSERT_VOUCHER: &str = "INSERT INTO vouchers (number, year, seq, team, track, month, amount, \
      state, message, file_name, payload, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', NULL, NULL, $8, $9, $9)";
+/// A transaction-scoped PostgreSQL advisory lock held by whoever creates vouchers.
+const LOCK_VOUCHERS_PG: &str = "SELECT pg_advisory_xact_lock(7300431)";
+const SELECT_POSTED: &str = "SELECT team, track, month, amount FROM vouchers";
 const MAX_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM vouchers WHERE year = $1";
 const SELECT_VOUCHERS: &str =
     "SELECT payload, state, message, file_name, updated_at FROM vouchers ORDER BY year, seq";
@@ -33,6 +37,24 @@ const UPDATE_STATE: &str = "UPDATE vouchers SET state = $2, message = COALESCE($
 const SELECT_DECISION: &str = "SELECT content_hash FROM decisions WHERE course_id = $1";
 const UPSERT_DECISION: &str = "INSERT INTO decisions (course_id, content_hash, written_at) \
      VALUES ($1, $2, $3) ON CONFLICT (course_id) DO UPDATE SET content_hash = $2, written_at = $3";
+
+/// What was already posted per (team, track, `YYYY-MM`), every voucher whatever its state.
+pub type PostedTotals = BTreeMap<(String, String, String), Decimal>;
+
+fn add_posted(
+    out: &mut PostedTotals,
+    rows: Vec<(String, String, String, String)>,
+) -> Result<(), StoreError> {
+    for (team, track, month, amount) in rows {
+        let amount: Decimal = amount.parse().map_err(|_| StoreError::Corrupt {
+            what: "voucher amount",
+            row: format!("{team}/{track}/{month}"),
+            reason: "not a decimal".into(),
+        })?;
+        *out.entry((team, track, month)).or_default() += amount;
+    }
+    Ok(())
+}
 
 impl Store {
     /// Creates the night's vouchers in one transaction: `build` gets the first free sequence
@@ -43,21 +65,27 @@ impl Store {
         year: i32,
         build: impl FnOnce(u32) -> Result<Vec<Voucher>, E>,
     ) -> Result<Result<Vec<Voucher>, E>, StoreError> {
-        self.create_vouchers_explained(year, build, |_| None).await
+        self.create_vouchers_explained(year, |first, _| build(first), |_| None)
+            .await
     }
 
     /// [`Store::create_vouchers`], storing with each voucher its basis (`basis`: JSON of what
-    /// its amount is made of, for `explain --voucher`) in the same transaction.
+    /// its amount is made of, for `explain --voucher`) in the same transaction. `build` also
+    /// gets the posted totals read inside the transaction (which holds the write lock on
+    /// SQLite, and serialises on the voucher numbers on PostgreSQL), so vouchers are built
+    /// against what is posted now, never against a total another process has since covered.
     pub async fn create_vouchers_explained<E>(
         &self,
         year: i32,
-        build: impl FnOnce(u32) -> Result<Vec<Voucher>, E>,
+        build: impl FnOnce(u32, &PostedTotals) -> Result<Vec<Voucher>, E>,
         basis: impl Fn(&Voucher) -> Option<String>,
     ) -> Result<Result<Vec<Voucher>, E>, StoreError> {
         const OP: &str = "storing new vouchers";
         let now = codec::instant_text("created_at", Utc::now())?;
+        let backend = self.backend();
+        let _turn = self.write_turn().await;
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db(OP))?;
+            let mut tx = pool.begin_write().await.map_err(db(OP))?;
             let (max,): (i64,) = sqlx::query_as(MAX_SEQ)
                 .bind(i64::from(year))
                 .fetch_one(&mut *tx)
@@ -67,7 +95,21 @@ impl Store {
                 what: "voucher sequence",
                 reason: format!("{max} is out of range"),
             })?;
-            let vouchers = match build(first) {
+            if backend == super::Backend::Postgres {
+                // One voucher-maker at a time: a second waits here, then reads what the
+                // first committed.
+                sqlx::query(LOCK_VOUCHERS_PG)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(OP))?;
+            }
+            let rows: Vec<(String, String, String, String)> = sqlx::query_as(SELECT_POSTED)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db(OP))?;
+            let mut posted = PostedTotals::new();
+            add_posted(&mut posted, rows)?;
+            let vouchers = match build(first, &posted) {
                 Ok(v) => v,
                 Err(e) => return Ok(Err(e)),
             };

@@ -607,3 +607,86 @@ async fn a_team_removed_from_the_mappings_still_gets_its_corrections_and_others_
     assert_eq!(syd.amount.to_string(), "260.00");
     assert_eq!(summary.vouchers_sent, 2);
 }
+
+#[tokio::test]
+async fn deltas_computed_before_another_process_posted_make_no_second_voucher() {
+    // Two voucher makers read the same posted totals; the first posts. The second, still
+    // holding its deltas, must build against what is posted inside its own transaction.
+    let night = Night::new(None).await;
+    citizen_b(&night.store, "patient-b").await;
+    let as_of: NaiveDate = "2027-01-10".parse().unwrap();
+    let mappings = &night.loaded.mappings;
+    let tz = night.loaded.settings.time_zone;
+    let stale = progression_gateway::pipeline::evaluate(&night.store, mappings, tz, as_of)
+        .await
+        .unwrap();
+    let (deltas, report) = stale.deltas(&night.store, mappings, as_of).await.unwrap();
+    assert_eq!(deltas.len(), 1);
+    assert_eq!(deltas[0].amount.to_string(), "2600.00");
+
+    let first = night.run("2027-01-10").await;
+    assert_eq!(first.vouchers_created, 1);
+
+    let finance = night.loaded.settings.finance.clone().unwrap();
+    let mut summary = PostSummary::default();
+    let now = as_of.succ_opt().unwrap().and_hms_opt(2, 31, 0).unwrap();
+    progression_gateway::sinks::post::send_vouchers(
+        &night.store,
+        mappings,
+        &finance,
+        &deltas,
+        &report,
+        as_of,
+        now,
+        &mut summary,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        summary.vouchers_created, 0,
+        "the stale delta was already covered"
+    );
+    assert_eq!(night.posted().await.to_string(), "2600.00");
+
+    // New data meanwhile: only the part not yet posted goes out.
+    citizen_c(&night.store).await;
+    let (deltas, report) =
+        progression_gateway::pipeline::evaluate(&night.store, mappings, tz, as_of)
+            .await
+            .unwrap()
+            .deltas(&night.store, mappings, as_of)
+            .await
+            .unwrap();
+    assert_eq!(deltas[0].amount.to_string(), "2600.00");
+    let mut summary = PostSummary::default();
+    progression_gateway::sinks::post::send_vouchers(
+        &night.store,
+        mappings,
+        &finance,
+        &deltas,
+        &report,
+        as_of,
+        now,
+        &mut summary,
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.vouchers_created, 1);
+    assert_eq!(night.posted().await.to_string(), "5200.00");
+    // And once more with the same (now stale) deltas: nothing.
+    let mut summary = PostSummary::default();
+    progression_gateway::sinks::post::send_vouchers(
+        &night.store,
+        mappings,
+        &finance,
+        &deltas,
+        &report,
+        as_of,
+        now,
+        &mut summary,
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.vouchers_created, 0);
+    assert_eq!(night.posted().await.to_string(), "5200.00");
+}
