@@ -83,6 +83,9 @@ pub enum Command {
         /// Files and folders (read recursively: `*.json`, `*.xml`).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Largest file read, in bytes; a larger one is rejected unread (default 64 MiB).
+        #[arg(long, default_value_t = crate::sources::files::DEFAULT_MAX_FILE_BYTES)]
+        max_file_bytes: u64,
     },
     /// Read every configured `files` and `fhir_pull` source once (and the roster), storing
     /// what is new; prints a JSON summary per source. Exit code 2 when anything was rejected.
@@ -322,7 +325,15 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         };
     }
-    let loaded = match config::load(&cli.config) {
+    // A command that only reads the store needs no secret of the configuration.
+    let purpose = match cli.command {
+        Command::Budget { .. }
+        | Command::Courses { .. }
+        | Command::Vouchers { .. }
+        | Command::Runs { .. } => config::Purpose::Reader,
+        _ => config::Purpose::Everything,
+    };
+    let loaded = match config::load_for(&cli.config, purpose) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("{e}");
@@ -398,7 +409,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Post { as_of, dry_run } => {
             post(&loaded, cli.database.as_deref(), as_of, dry_run).await
         }
-        Command::Import { paths } => import(&loaded, cli.database.as_deref(), &paths).await,
+        Command::Import {
+            paths,
+            max_file_bytes,
+        } => import(&loaded, cli.database.as_deref(), &paths, max_file_bytes).await,
         Command::Pull { source } => pull(&loaded, cli.database.as_deref(), source.as_deref()).await,
         Command::Receive { listen } => receive(&loaded, cli.database.as_deref(), listen).await,
         Command::Daemon => daemon(loaded, cli.database.as_deref()).await,
@@ -759,7 +773,12 @@ async fn sync_roster(loaded: &Loaded, store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn import(loaded: &Loaded, database: Option<&str>, paths: &[PathBuf]) -> anyhow::Result<u8> {
+async fn import(
+    loaded: &Loaded,
+    database: Option<&str>,
+    paths: &[PathBuf],
+    max_file_bytes: u64,
+) -> anyhow::Result<u8> {
     let store = open_store(loaded, database).await?;
     sync_roster(loaded, &store).await?;
     let ingestor = crate::sources::ingest::Ingestor::new(
@@ -769,7 +788,7 @@ async fn import(loaded: &Loaded, database: Option<&str>, paths: &[PathBuf]) -> a
         std::sync::Arc::new(loaded.mappings.clone()),
         crate::sources::ingest::IMPORT_SOURCE,
     );
-    let summary = crate::sources::files::import(&ingestor, paths).await?;
+    let summary = crate::sources::files::import(&ingestor, paths, max_file_bytes).await?;
     tracing::info!(
         message = "Import done.",
         bundles = summary.bundles,

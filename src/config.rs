@@ -183,10 +183,27 @@ fn display_lines(diagnostics: &[Diagnostic]) -> String {
         .join("\n")
 }
 
+/// What a command needs of the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Everything, secrets included (commands that receive, send or pseudonymise).
+    Everything,
+    /// The store and the mappings only (commands that only read the store: `budget`,
+    /// `courses`, `vouchers`, `runs`). No secret is read: no source is set up, the HTTP
+    /// token is not read, and the pseudonym key is a fresh random one that matches nothing
+    /// stored (a reader never pseudonymises).
+    Reader,
+}
+
 /// Reads the configuration file at `path`, the environment overrides and every mapping file;
 /// validates all of it and returns every problem found, not just the first.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     load_with_env(path, std::env::vars_os())
+}
+
+/// [`load`] for a command with the given [`Purpose`].
+pub fn load_for(path: &Path, purpose: Purpose) -> Result<Loaded, ConfigError> {
+    load_with_env_for(path, std::env::vars_os(), purpose)
 }
 
 /// [`load`] with the environment given explicitly (for tests and embedding): only variables
@@ -194,6 +211,15 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 pub fn load_with_env(
     path: &Path,
     env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Loaded, ConfigError> {
+    load_with_env_for(path, env, Purpose::Everything)
+}
+
+/// [`load_with_env`] for a command with the given [`Purpose`].
+pub fn load_with_env_for(
+    path: &Path,
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+    purpose: Purpose,
 ) -> Result<Loaded, ConfigError> {
     let mut diags = Vec::new();
     let config_dir = match path.parent() {
@@ -216,7 +242,14 @@ pub fn load_with_env(
             .map_or(DEFAULT_MAPPINGS_DIR, |v| v.value.as_str()),
     );
     let settings = if file_ok {
-        build_settings(path, &config_dir, mappings_dir.clone(), layers, &mut diags)
+        build_settings(
+            path,
+            &config_dir,
+            mappings_dir.clone(),
+            layers,
+            purpose,
+            &mut diags,
+        )
     } else {
         None
     };
@@ -351,6 +384,8 @@ struct RawSource {
 struct RawPush {
     /// Largest accepted body in bytes (default 20 MiB).
     max_body_bytes: Option<usize>,
+    /// Pushes read and stored at once (default 4); more wait.
+    max_in_flight: Option<usize>,
 }
 
 /// `[store]`.
@@ -666,10 +701,24 @@ fn build_settings(
     path: &Path,
     config_dir: &Path,
     mappings_dir: PathBuf,
-    layers: Layers,
+    mut layers: Layers,
+    purpose: Purpose,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Settings> {
     let before = diags.len();
+    if purpose == Purpose::Reader {
+        // No secret is read: the sources (their secrets) and the HTTP server (its token) are
+        // left out, and
+        // the pseudonym key is a random one that matches nothing stored.
+        layers.sources.clear();
+        layers.http_token = None;
+        layers.http = None;
+        layers.key_file = None;
+        layers.key = Some(Sourced {
+            value: crate::demo::random_secret(),
+            origin: Origin::Env("(reader: no pseudonym key)".into()),
+        });
+    }
 
     let time_zone = match &layers.time_zone {
         None => Some(chrono_tz::Europe::Copenhagen),
@@ -792,9 +841,7 @@ fn build_settings(
         }
     };
 
-    if diags.len() != before {
-        return None;
-    }
+    // Every part is checked even when an earlier one failed: all problems are reported at once.
     let roster = layers
         .roster
         .as_ref()
@@ -1020,6 +1067,16 @@ fn build_sources(
             let mut cfg = PushConfig::new(token);
             if let Some(max) = push.max_body_bytes {
                 cfg.max_body_bytes = max;
+            }
+            match push.max_in_flight {
+                Some(0) => {
+                    diags.push(
+                        origin.diag(format!("source `{name}`: max_in_flight must be at least 1")),
+                    );
+                    continue;
+                }
+                Some(n) => cfg.max_in_flight = n,
+                None => {}
             }
             SourceKind::FhirPush(cfg)
         };

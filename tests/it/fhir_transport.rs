@@ -391,6 +391,33 @@ async fn pull_other_4xx_is_not_retried() {
 }
 
 #[tokio::test]
+async fn pull_a_page_above_max_page_bytes_fails_at_once_without_reading_on() {
+    let (fake, mut cfg) = fake_server(
+        vec![],
+        Step::Page("application/fhir+json", GOOD_PAGE),
+        false,
+    )
+    .await;
+    cfg.max_page_bytes = GOOD_PAGE.len() as u64 - 1;
+    let client = FhirPullClient::new(cfg.clone()).unwrap();
+    match client.get(&client.search_url(None)).await {
+        Err(e @ PullError::TooLarge { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("max_page_bytes"), "{text}");
+            assert!(
+                text.contains(&format!("{} bytes", GOOD_PAGE.len() - 1)),
+                "{text}"
+            );
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(fake.bundle_hits(), 1, "not retried");
+    cfg.max_page_bytes = GOOD_PAGE.len() as u64;
+    let client = FhirPullClient::new(cfg).unwrap();
+    assert!(client.get(&client.search_url(None)).await.is_ok());
+}
+
+#[tokio::test]
 async fn pull_get_checked_retries_a_page_that_fails_the_check() {
     let (fake, cfg) = fake_server(
         vec![
@@ -516,6 +543,7 @@ async fn push_server(max_body_bytes: usize) -> (TestSink, String) {
     let cfg = PushConfig {
         bearer_token: SecretString::from(PUSH_TOKEN),
         max_body_bytes,
+        max_in_flight: fhir_push::DEFAULT_MAX_IN_FLIGHT,
     };
     let addr = spawn_server(fhir_push::router(sink.clone(), cfg)).await;
     (sink, format!("http://{addr}/fhir/Bundle"))

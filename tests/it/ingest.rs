@@ -138,6 +138,7 @@ async fn the_landing_folder_archives_rejects_and_reads_each_file_once() {
         dir: landing.clone(),
         archive_dir: None,
         rejected_dir: None,
+        max_file_bytes: files::DEFAULT_MAX_FILE_BYTES,
     };
     let good = testdata().join("DeliveryReport-JensHansen-new-1.xml");
     copy(&good, &landing.join("report.xml"));
@@ -178,13 +179,18 @@ async fn a_crash_between_storing_and_archiving_loses_and_duplicates_nothing() {
         dir: landing.clone(),
         archive_dir: None,
         rejected_dir: None,
+        max_file_bytes: files::DEFAULT_MAX_FILE_BYTES,
     };
     let report = testdata().join("DeliveryReport-PeterOlsen-new-1.json");
     copy(&report, &landing.join("r.json"));
     // Import the file's content as a poll would, but "crash" before moving it.
-    files::import(&ing, std::slice::from_ref(&landing.join("r.json")))
-        .await
-        .unwrap();
+    files::import(
+        &ing,
+        std::slice::from_ref(&landing.join("r.json")),
+        files::DEFAULT_MAX_FILE_BYTES,
+    )
+    .await
+    .unwrap();
     let stored_once = common::stored_versions(ing.store()).await;
     assert!(landing.join("r.json").exists());
     // The next poll sees the content is read, archives it and stores nothing twice.
@@ -349,4 +355,116 @@ async fn a_roster_assigns_teams_by_cpr_and_withdraws_lines_that_disappear() {
         "{err}"
     );
     assert!(!err.contains("3213501234"), "{err}");
+}
+
+#[tokio::test]
+async fn concurrent_pushes_wait_their_turn_and_every_one_is_stored_on_sqlite() {
+    // 40 pushes at once into a real SQLite file: each waits for one of two turns, none is
+    // refused with "database is locked", and the store ends as a sequential import.
+    use progression_gateway::sources::fhir_push::{PushConfig, router};
+    let dir = tempfile::tempdir().unwrap();
+    let (ing, _) = ingestor(dir.path(), "push").await;
+    let store = ing.store().clone();
+    let token = "a-push-token-of-enough-length";
+    let mut cfg = PushConfig::new(token.to_owned().into());
+    cfg.max_in_flight = 2;
+    let addr = common::spawn_server(router(ing, cfg)).await;
+    let url = format!("http://{addr}/fhir/Bundle");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(testdata())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 12);
+    let client = reqwest::Client::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let file = files[i % files.len()].clone();
+        let (client, url) = (client.clone(), url.clone());
+        tasks.spawn(async move {
+            let kind = if file.extension().unwrap() == "xml" {
+                "application/fhir+xml"
+            } else {
+                "application/fhir+json"
+            };
+            let response = client
+                .post(&url)
+                .bearer_auth(token)
+                .header("content-type", kind)
+                .body(std::fs::read(&file).unwrap())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (status, text) = done.unwrap();
+        assert_eq!(status, 200, "{text}");
+    }
+    let pushed = common::stored_versions(&store).await;
+    let other = tempfile::tempdir().unwrap();
+    let (seq, _) = ingestor(other.path(), "push").await;
+    files::import(&seq, &files, files::DEFAULT_MAX_FILE_BYTES)
+        .await
+        .unwrap();
+    assert_eq!(pushed, common::stored_versions(seq.store()).await);
+}
+
+#[tokio::test]
+async fn a_file_above_the_size_limit_is_rejected_unread_and_the_others_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ing, url) = ingestor(dir.path(), "landing").await;
+    let landing = dir.path().join("landing");
+    std::fs::create_dir_all(&landing).unwrap();
+    let small = testdata().join("DeliveryReport-PeterOlsen-new-1.json");
+    let big = testdata().join("DeliveryReport-JensHansen-new-3.xml");
+    let limit = std::fs::metadata(&small).unwrap().len();
+    let big_size = std::fs::metadata(&big).unwrap().len();
+    assert!(big_size > limit);
+    copy(&small, &landing.join("a.json"));
+    copy(&big, &landing.join("b.xml"));
+    let cfg = FilesConfig {
+        dir: landing.clone(),
+        archive_dir: None,
+        rejected_dir: None,
+        max_file_bytes: limit,
+    };
+    let summary = files::poll(&ing, &cfg).await.unwrap();
+    assert_eq!(summary.bundles, 1, "{summary:?}");
+    assert_eq!(summary.rejected.len(), 1);
+    assert!(summary.rejected[0].file.ends_with("b.xml"));
+    let expected = format!("the file is {big_size} bytes, above the limit of {limit} bytes");
+    assert!(
+        summary.rejected[0].reason.contains(&expected),
+        "{summary:?}"
+    );
+    assert!(landing.join("archive/a.json").exists());
+    let reason = std::fs::read_to_string(landing.join("rejected/b.xml.reason.txt")).unwrap();
+    assert!(reason.contains(&expected), "{reason}");
+    let stored = common::stored_versions(ing.store()).await;
+    assert!(!stored.is_empty());
+
+    // The import command: the same limit as a flag, exit code 2, nothing stored lost.
+    let out = Command::new(env!("CARGO_BIN_EXE_progression-gateway"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "--config",
+            "config/example.toml",
+            "--database",
+            &url,
+            "import",
+        ])
+        .arg("--max-file-bytes")
+        .arg(limit.to_string())
+        .arg(&big)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reason = summary["rejected"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains(&expected), "{reason}");
+    assert_eq!(common::stored_versions(ing.store()).await, stored);
 }

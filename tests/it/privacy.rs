@@ -179,6 +179,7 @@ async fn the_reason_file_of_a_rejected_report_holds_no_cpr_number() {
         dir: landing.clone(),
         archive_dir: None,
         rejected_dir: None,
+        max_file_bytes: files::DEFAULT_MAX_FILE_BYTES,
     };
     let summary = files::poll(&ing, &cfg).await.unwrap();
     assert_no_cpr(&serde_json::to_string(&summary).unwrap());

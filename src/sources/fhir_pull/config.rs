@@ -62,6 +62,17 @@ pub struct PullConfig {
     /// Default 30000.
     #[serde(default = "default_backoff_max_ms")]
     pub backoff_max_ms: u64,
+    /// Largest response body read, in bytes (default 32 MiB): a larger page fails the pull
+    /// (not retried) instead of exhausting memory; lower `page_size` to stay under it.
+    #[serde(default = "default_max_page_bytes")]
+    pub max_page_bytes: u64,
+}
+
+/// Default of [`PullConfig::max_page_bytes`]: 32 MiB.
+pub const DEFAULT_MAX_PAGE_BYTES: u64 = 32 * 1024 * 1024;
+
+fn default_max_page_bytes() -> u64 {
+    DEFAULT_MAX_PAGE_BYTES
 }
 
 impl PullConfig {
@@ -79,6 +90,7 @@ impl PullConfig {
             max_retries: DEFAULT_MAX_RETRIES,
             backoff_initial_ms: DEFAULT_BACKOFF_INITIAL_MS,
             backoff_max_ms: DEFAULT_BACKOFF_MAX_MS,
+            max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
         }
     }
 }

@@ -87,6 +87,16 @@ pub enum PullError {
     /// The configuration is unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// A response body above `max_page_bytes`; not retried.
+    #[error(
+        "the response from {url} is larger than max_page_bytes ({limit} bytes); lower page_size or raise the limit"
+    )]
+    TooLarge {
+        /// The URL (query values hidden).
+        url: String,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 /// One attempt's failure, before the retry decision.
@@ -427,10 +437,28 @@ impl FhirPullClient {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(Format::from_content_type);
-        let body = response.bytes().await.map_err(|e| Failure::Retry {
+        let limit = inner.cfg.max_page_bytes;
+        let too_large = || {
+            Failure::Fatal(PullError::TooLarge {
+                url: shown.to_owned(),
+                limit,
+            })
+        };
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| Failure::Retry {
             error: describe(&e),
             after: None,
-        })?;
+        })? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = bytes::Bytes::from(body);
         let format = declared
             .or_else(|| Format::sniff(&body))
             .unwrap_or(inner.cfg.format);

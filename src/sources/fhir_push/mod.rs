@@ -17,7 +17,7 @@
 //! | body cut off while receiving | 400 | `incomplete` |
 //! | empty body | 422 | `invalid` |
 //! | the sink finds the document invalid | 422, one issue per problem | `invalid` |
-//! | the sink cannot store now | 503, `Retry-After: 30` | `transient` |
+//! | the sink cannot store now, or `max_in_flight` pushes were busy for 30 s | 503, `Retry-After: 30` | `transient` |
 //!
 //! 200 rather than 201: nothing is created at a location the sender could read back; the
 //! Bundle's contents are taken in, and sending it again is harmless (counted as unchanged).
@@ -25,7 +25,10 @@
 //! The token is checked before the body is read, in constant time (SHA-256 digests of both
 //! tokens compared byte by byte, so neither content nor length leaks through timing). An empty
 //! configured token refuses everyone. The body is read up to `max_body_bytes`
-//! (a `Content-Length` above it is refused before reading). The sink runs in its own task, so a
+//! (a `Content-Length` above it is refused before reading). At most `max_in_flight` pushes
+//! are read and stored at once (a push waits for its turn before its body is read, so memory
+//! is bounded by `max_in_flight` documents, and SQLite writers queue instead of failing with
+//! "database is locked"); one that waits longer than 30 s gets a 503. The sink runs in its own task, so a
 //! sender that disconnects does not cancel a store half-way; it will send again and find the
 //! versions unchanged.
 
@@ -51,6 +54,10 @@ pub const PATH: &str = "/fhir/Bundle";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
 /// The `Retry-After` (seconds) of a 503 answer.
 pub const RETRY_AFTER_SECS: u32 = 30;
+/// Default of [`PushConfig::max_in_flight`].
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
+/// How long a push waits for one of the `max_in_flight` turns before a 503.
+pub const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The push endpoint's settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -63,6 +70,9 @@ pub struct PushConfig {
     /// Largest accepted body in bytes. Default 20 MiB.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Pushes read and stored at once; more wait (up to 30 s, then 503). Default 4.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
 }
 
 impl PushConfig {
@@ -71,6 +81,7 @@ impl PushConfig {
         PushConfig {
             bearer_token,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -79,11 +90,17 @@ fn default_max_body_bytes() -> usize {
     DEFAULT_MAX_BODY_BYTES
 }
 
+fn default_max_in_flight() -> usize {
+    DEFAULT_MAX_IN_FLIGHT
+}
+
 struct Shared<S> {
     sink: S,
     /// SHA-256 of the expected token; `None` when it is empty (nobody is let in).
     token_digest: Option<[u8; 32]>,
     max_body_bytes: usize,
+    /// One permit per push being read and stored.
+    turns: Arc<tokio::sync::Semaphore>,
 }
 
 /// The push endpoint: `POST /fhir/Bundle` into `sink`. Merge it into the gateway's router or
@@ -95,6 +112,7 @@ pub fn router<S: BundleSink>(sink: S, cfg: PushConfig) -> Router {
         sink,
         token_digest,
         max_body_bytes: cfg.max_body_bytes,
+        turns: Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight.max(1))),
     });
     Router::new()
         .route(PATH, post(receive::<S>))
@@ -238,6 +256,37 @@ async fn receive<S: BundleSink>(
     }
 
     let limit = shared.max_body_bytes;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let busy = |format| {
+        let mut response = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format,
+            IssueType::Transient,
+            format!(
+                "The gateway is busy with other documents; send it again in {RETRY_AFTER_SECS} seconds."
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        response
+    };
+    // Its turn before its body is read: memory holds at most `max_in_flight` bodies.
+    // (A body announced too large is refused at once, without a turn.)
+    let turn = if announced.is_some_and(|n| n > limit as u64) {
+        None
+    } else {
+        match tokio::time::timeout(TURN_WAIT, shared.turns.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Some(permit),
+            _ => {
+                tracing::warn!("FHIR push refused: every turn busy for {TURN_WAIT:?}.");
+                return busy(early);
+            }
+        }
+    };
     let too_large = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -246,10 +295,6 @@ async fn receive<S: BundleSink>(
             format!("The body is larger than the limit of {limit} bytes."),
         )
     };
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit as u64) {
         return too_large();
     }
@@ -287,7 +332,13 @@ async fn receive<S: BundleSink>(
     let size = body.len();
     let sink = shared.sink.clone();
     // Its own task: the store completes even if the sender hangs up meanwhile.
-    let result = tokio::spawn(async move { sink.accept(body, format).await }).await;
+    // The turn goes with the task: it is given back when the store is done, not when the
+    // sender hangs up.
+    let result = tokio::spawn(async move {
+        let _turn = turn;
+        sink.accept(body, format).await
+    })
+    .await;
     match result {
         Ok(Ok(accepted)) => accepted_answer(reply, format, size, &accepted),
         Ok(Err(Refusal::Invalid { issues })) => {

@@ -26,6 +26,17 @@ pub struct FilesConfig {
     /// Where refused files go, each with a `.reason.txt` beside it (default `<dir>/rejected`).
     #[serde(default)]
     pub rejected_dir: Option<PathBuf>,
+    /// Largest file read, in bytes (default 64 MiB): a larger one is rejected unread, with
+    /// its size and the limit in its reason file, so one huge file cannot exhaust memory.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+}
+
+/// Default of [`FilesConfig::max_file_bytes`] and of `import --max-file-bytes`: 64 MiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+fn default_max_file_bytes() -> u64 {
+    DEFAULT_MAX_FILE_BYTES
 }
 
 impl FilesConfig {
@@ -110,10 +121,15 @@ enum After {
 }
 
 /// Reads files into the store (the `import` command): the inputs are left where they are.
-/// Importing the same files twice changes nothing.
-pub async fn import(ingestor: &Ingestor, paths: &[PathBuf]) -> Result<ImportSummary, FilesError> {
+/// Importing the same files twice changes nothing. A file above `max_file_bytes` is rejected
+/// unread.
+pub async fn import(
+    ingestor: &Ingestor,
+    paths: &[PathBuf],
+    max_file_bytes: u64,
+) -> Result<ImportSummary, FilesError> {
     let files = collect(paths)?;
-    read_files(ingestor, &files, None).await
+    read_files(ingestor, &files, None, max_file_bytes).await
 }
 
 /// Polls a landing folder once: reads every waiting file, then archives or rejects it.
@@ -130,20 +146,52 @@ pub async fn poll(ingestor: &Ingestor, cfg: &FilesConfig) -> Result<ImportSummar
     for dir in [cfg.archive(), cfg.rejected()] {
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     }
-    read_files(ingestor, &entries, Some(cfg)).await
+    read_files(ingestor, &entries, Some(cfg), cfg.max_file_bytes).await
+}
+
+/// Why a file above the limit is refused.
+pub fn too_large(size: u64, limit: u64) -> String {
+    format!(
+        "the file is {size} bytes, above the limit of {limit} bytes (`max_file_bytes` of a files source, `--max-file-bytes` of import); it was not read"
+    )
+}
+
+/// Reads a file of at most `limit` bytes: `Ok(None)` when it is larger (checked before and
+/// while reading, so a file still growing cannot slip past).
+fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Result<Vec<u8>, u64>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    if size > limit {
+        return Ok(Err(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Ok(Err(bytes.len() as u64));
+    }
+    Ok(Ok(bytes))
 }
 
 async fn read_files(
     ingestor: &Ingestor,
     files: &[PathBuf],
     landing: Option<&FilesConfig>,
+    max_file_bytes: u64,
 ) -> Result<ImportSummary, FilesError> {
     let mut batch = ingestor.batch();
     let mut pending: Vec<After> = Vec::new();
     for path in files {
         let name = path.display().to_string();
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
+        let bytes = match read_at_most(path, max_file_bytes) {
+            Ok(Ok(b)) => b,
+            Ok(Err(size)) => {
+                let reason = too_large(size, max_file_bytes);
+                tracing::warn!(message = "File refused: too large.", file = %name, bytes = size, limit = max_file_bytes);
+                batch.reject(&name, &reason);
+                pending.push(After::Reject(path.clone(), reason));
+                continue;
+            }
             Err(e) => {
                 batch.reject(&name, format!("cannot read the file: {e}"));
                 continue;
