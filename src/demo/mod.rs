@@ -58,6 +58,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub(crate) use setup::random_secret;
 pub use setup::{PULL_PAGE_SIZE, TEMP_PREFIX};
 
 /// Options of `demo`.

@@ -318,7 +318,7 @@ impl std::fmt::Debug for Secrets {
 }
 
 /// A random secret of 40 letters and digits (about 238 bits).
-fn random_secret() -> SecretString {
+pub(crate) fn random_secret() -> SecretString {
     use rand::Rng;
     use rand::distr::Alphanumeric;
     let s: String = rand::rng()

@@ -211,12 +211,45 @@ pub(crate) fn de_value<T: DeserializeOwned>(
     value: &Spanned<DeValue<'_>>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<T> {
-    match T::deserialize(ValueDeserializer::from(value.clone())) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            diags.push(src.toml_error(&e));
-            None
+    // An unknown key is reported, taken out and the rest deserialized again, so that every
+    // unknown key of a file is reported at once, not only the first.
+    let mut value = value.clone();
+    for _ in 0..MAX_UNKNOWN_KEYS {
+        match T::deserialize(ValueDeserializer::from(value.clone())) {
+            // After unknown keys only, the rest is still checked (the diagnostics fail the file).
+            Ok(v) => return Some(v),
+            Err(e) => {
+                diags.push(src.toml_error(&e));
+                let unknown = e.message().starts_with("unknown field ");
+                match e.span() {
+                    Some(span) if unknown && remove_key_at(&mut value, &span) => continue,
+                    _ => return None,
+                }
+            }
         }
+    }
+    None
+}
+
+/// At most this many unknown keys of one value are reported.
+const MAX_UNKNOWN_KEYS: usize = 50;
+
+/// Removes the key whose span is `span` from the tree; whether one was found.
+fn remove_key_at(value: &mut Spanned<DeValue<'_>>, span: &Range<usize>) -> bool {
+    match value.get_mut() {
+        DeValue::Table(table) => {
+            let found = table
+                .keys()
+                .find(|k| k.span() == *span)
+                .map(|k| k.get_ref().to_string());
+            if let Some(key) = found {
+                table.remove(key.as_str());
+                return true;
+            }
+            table.iter_mut().any(|(_, v)| remove_key_at(v, span))
+        }
+        DeValue::Array(items) => items.iter_mut().any(|v| remove_key_at(v, span)),
+        _ => false,
     }
 }
 
@@ -1659,6 +1692,11 @@ mod tests {
             shown[4].starts_with("teams.toml:18: unknown key `team_colour`"),
             "{shown:#?}"
         );
-        assert_eq!(shown.len(), 5);
+        // Past an unknown key the team is still checked: its duplicate id is found too.
+        assert_eq!(
+            shown[5],
+            "teams.toml:15: duplicate team id `vest` (already used on line 10)"
+        );
+        assert_eq!(shown.len(), 6, "{shown:#?}");
     }
 }

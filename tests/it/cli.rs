@@ -281,3 +281,74 @@ async fn a_run_as_of_an_earlier_day_keeps_the_courses_a_later_run_stored() {
     assert_eq!(store.courses().await.unwrap(), later);
     assert_eq!(store.ledger_rows().await.unwrap(), rows);
 }
+
+#[tokio::test]
+async fn readers_need_no_secret_of_the_configuration_and_validate_still_names_them() {
+    // A production-like configuration whose secrets this user cannot read (the pseudonym key
+    // file, the HTTP token file, a push source's token): budget, courses, vouchers and runs
+    // work from the store and the mappings; validate and the writing commands name the files.
+    let dir = tempfile::tempdir().unwrap();
+    let url = example_store(dir.path()).await;
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml"))
+            .unwrap();
+    let mappings = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    let config = example
+        .replace(
+            "key = \"demo-only-pseudonym-key-change-me-0001\"",
+            "key_file = \"/nonexistent/pseudonym.key\"",
+        )
+        .replace(
+            "dir = \"../mappings\"",
+            &format!("dir = \"{}\"", mappings.display()),
+        )
+        + "\n[http]\nlisten = \"127.0.0.1:8089\"\ntoken_file = \"/nonexistent/http.token\"\n\
+           \n[[source]]\nname = \"care-push\"\nsecret_file = \"/nonexistent/push.token\"\n\
+           [source.fhir_push]\n";
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let path = path.to_str().unwrap();
+    let base = ["--config", path, "--database", &url];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        gateway(&args)
+    };
+    let budget = run(&[
+        "budget",
+        "--from",
+        "2027-01-01",
+        "--to",
+        "2027-01-31",
+        "--format",
+        "json",
+    ]);
+    let rows = rows(&budget);
+    assert_eq!(
+        find(&rows, "nord", "2027-01").unwrap()["amount"],
+        "14900.00"
+    );
+    for reader in [
+        &["courses", "--until", "2027-01-31"][..],
+        &["vouchers"][..],
+        &["runs"][..],
+    ] {
+        let out = run(reader);
+        assert!(
+            out.status.success(),
+            "{reader:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let validate = run(&["validate"]);
+    assert_eq!(validate.status.code(), Some(1));
+    let errors = String::from_utf8_lossy(&validate.stderr);
+    for file in [
+        "/nonexistent/pseudonym.key",
+        "/nonexistent/http.token",
+        "/nonexistent/push.token",
+    ] {
+        assert!(errors.contains(file), "{file} not named: {errors}");
+    }
+    let import = run(&["import", "/nonexistent/x.json"]);
+    assert_eq!(import.status.code(), Some(1), "a writer needs its secrets");
+}

@@ -392,6 +392,65 @@ fn float_money_is_refused_with_a_hint_to_quote_it() {
 }
 
 #[test]
+fn every_unknown_key_of_a_file_is_reported_not_only_the_first() {
+    let c = Copy::new();
+    c.replace(
+        "config/example.toml",
+        "format = \"human\"",
+        "fromat = \"human\"",
+    );
+    c.replace(
+        "config/example.toml",
+        "level = \"info\"",
+        "levle = \"info\"",
+    );
+    c.append(
+        "config/example.toml",
+        "\n[stroe]\nurl = \"sqlite://x.db\"\n",
+    );
+    c.replace(
+        "mappings/teams.toml",
+        "cost_centre = \"1001\"",
+        "cost_center = \"1001\"\nnmae = \"x\"",
+    );
+    c.replace(
+        "mappings/teams.toml",
+        "cost_centre = \"1002\"",
+        "cost_centre = \"1002\"\nnexus_suplier_ids = []",
+    );
+    c.expect(
+        "config/example.toml",
+        c.line_of("config/example.toml", "fromat"),
+        "unknown key `fromat`; did you mean `format`?",
+    );
+    c.expect(
+        "config/example.toml",
+        c.line_of("config/example.toml", "levle"),
+        "unknown key `levle`",
+    );
+    c.expect(
+        "config/example.toml",
+        c.line_of("config/example.toml", "[stroe]"),
+        "unknown key `stroe`; did you mean `store`?",
+    );
+    c.expect(
+        "mappings/teams.toml",
+        c.line_of("mappings/teams.toml", "cost_center"),
+        "unknown key `cost_center`",
+    );
+    c.expect(
+        "mappings/teams.toml",
+        c.line_of("mappings/teams.toml", "nmae"),
+        "unknown key `nmae`",
+    );
+    c.expect(
+        "mappings/teams.toml",
+        c.line_of("mappings/teams.toml", "nexus_suplier_ids"),
+        "unknown key `nexus_suplier_ids`",
+    );
+}
+
+#[test]
 fn all_problems_are_reported_at_once() {
     let c = Copy::new();
     c.replace(
