@@ -124,6 +124,12 @@ pub enum Command {
         /// File format.
         #[arg(long, value_enum, default_value_t = FileFormat::Json)]
         format: FileFormat,
+        /// One sub-folder per local date the reports were sent (`YYYY-MM-DD/`).
+        #[arg(long)]
+        by_day: bool,
+        /// Delivery reports per file: more than 1 writes incremental deliveries.
+        #[arg(long, default_value_t = 1)]
+        per_file: usize,
     },
     /// Build and send what is due as of a date: balanced vouchers of the nightly deltas through
     /// the outbox to the finance system, its replies read back, and the tariff decisions
@@ -405,7 +411,21 @@ pub async fn run(cli: Cli) -> ExitCode {
             seed,
             limit,
             format,
-        } => simulate(&loaded, &out, citizens, days, start, seed, limit, format),
+            by_day,
+            per_file,
+        } => simulate(
+            &loaded,
+            &out,
+            SimArgs {
+                citizens,
+                days,
+                start,
+                seed,
+                limit,
+                format,
+                layout: crate::sim::care::Layout { by_day, per_file },
+            },
+        ),
         Command::Post { as_of, dry_run } => {
             post(&loaded, cli.database.as_deref(), as_of, dry_run).await
         }
@@ -805,18 +825,28 @@ async fn import(
     })
 }
 
-#[allow(clippy::too_many_arguments)] // one argument per command-line option
-fn simulate(
-    loaded: &Loaded,
-    out: &std::path::Path,
+/// What `simulate` writes.
+struct SimArgs {
     citizens: usize,
     days: u32,
     start: NaiveDate,
     seed: u64,
     limit: Option<usize>,
     format: FileFormat,
-) -> anyhow::Result<u8> {
-    use crate::sim::care::{SimConfig, generate, write_files};
+    layout: crate::sim::care::Layout,
+}
+
+fn simulate(loaded: &Loaded, out: &std::path::Path, args: SimArgs) -> anyhow::Result<u8> {
+    use crate::sim::care::{SimConfig, generate, write_files_grouped};
+    let SimArgs {
+        citizens,
+        days,
+        start,
+        seed,
+        limit,
+        format,
+        layout,
+    } = args;
     let sor_codes: Vec<String> = loaded
         .mappings
         .teams
@@ -842,10 +872,11 @@ fn simulate(
         FileFormat::Json => crate::sources::Format::Json,
         FileFormat::Xml => crate::sources::Format::Xml,
     };
-    let n = write_files(&m, out, format)
+    let n = write_files_grouped(&m, out, format, layout, loaded.settings.time_zone)
         .with_context(|| format!("cannot write into {}", out.display()))?;
     eprintln!(
-        "wrote {n} delivery reports of {citizens} citizens to {}",
+        "wrote {} delivery reports of {citizens} citizens in {n} files to {}",
+        m.bundles.len(),
         out.display()
     );
     Ok(EXIT_OK)

@@ -154,6 +154,81 @@ pub fn generate(cfg: &SimConfig) -> Municipality {
     generate::generate(cfg)
 }
 
+/// How [`write_files_grouped`] lays out the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// One sub-folder per local date the reports were sent (`YYYY-MM-DD/`), as a landing folder
+    /// collects them night by night.
+    pub by_day: bool,
+    /// Delivery reports per file: 1 writes each report as its own file; more writes incremental
+    /// deliveries (a collection Bundle of up to this many reports, in sending order).
+    pub per_file: usize,
+}
+
+/// Writes the Bundles as [`Layout`] says; returns the number of files written.
+pub fn write_files_grouped(
+    municipality: &Municipality,
+    dir: &Path,
+    format: Format,
+    layout: Layout,
+    time_zone: chrono_tz::Tz,
+) -> std::io::Result<usize> {
+    let per_file = layout.per_file.max(1);
+    let day_of = |b: &SimBundle| b.last_updated.with_timezone(&time_zone).date_naive();
+    let mut files = 0;
+    let mut i = 0;
+    let bundles = &municipality.bundles;
+    while i < bundles.len() {
+        let day = day_of(&bundles[i]);
+        let mut j = i + 1;
+        while j < bundles.len() && j - i < per_file && (!layout.by_day || day_of(&bundles[j]) == day) {
+            j += 1;
+        }
+        let folder = if layout.by_day {
+            dir.join(day.to_string())
+        } else {
+            dir.to_path_buf()
+        };
+        std::fs::create_dir_all(&folder)?;
+        let group = &bundles[i..j];
+        if per_file == 1 {
+            let b = &group[0];
+            std::fs::write(folder.join(format!("{}.{format}", b.id)), b.to_format(format))?;
+        } else {
+            let id = format!("delivery-{}-{:07}", day.format("%Y%m%d"), files);
+            let mut json = String::with_capacity(group.iter().map(|b| b.json.len() + 80).sum());
+            json.push_str(r#"{"resourceType":"Bundle","id":""#);
+            json.push_str(&id);
+            json.push_str(r#"","meta":{"profile":["http://gateway.kl.dk/1.0/StructureDefinition/klgateway-care-incremental-delivery"]},"type":"collection","entry":["#);
+            for (k, b) in group.iter().enumerate() {
+                if k > 0 {
+                    json.push(',');
+                }
+                json.push_str(r#"{"fullUrl":""#);
+                json.push_str(generate::FULL_URL_BASE);
+                json.push_str("/Bundle/");
+                json.push_str(&b.id);
+                json.push_str(r#"","resource":"#);
+                json.push_str(std::str::from_utf8(&b.json).expect("the simulator writes UTF-8"));
+                json.push('}');
+            }
+            json.push_str("]}");
+            let bytes = match format {
+                Format::Json => json.into_bytes(),
+                Format::Xml => {
+                    let value: serde_json::Value =
+                        serde_json::from_str(&json).expect("the simulator writes valid JSON");
+                    json_to_fhir_xml(&value)
+                }
+            };
+            std::fs::write(folder.join(format!("{id}.{format}")), bytes)?;
+        }
+        files += 1;
+        i = j;
+    }
+    Ok(files)
+}
+
 /// Writes every Bundle as `<id>.json` or `<id>.xml` into `dir` (created if missing); returns
 /// the number of files written.
 pub fn write_files(
