@@ -40,7 +40,7 @@ fn main() -> anyhow::Result<()> {
                 match reader.read_event_into(&mut buf)? {
                     quick_xml::events::Event::Eof => break,
                     quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e)
-                        if e.local_name().as_ref() == b"resource" =>
+                        if e.local_name().into_inner() == "resource" =>
                     {
                         resources += 1;
                     }

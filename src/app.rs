@@ -6,7 +6,7 @@
 
 use crate::config::{self, Loaded, LogFormat};
 use crate::domain::Track;
-use crate::model::{CitizenHistory, Course, DailyTariff, Finding, round_money};
+use crate::model::{Course, DailyTariff, Finding, round_money};
 use crate::store::Store;
 use anyhow::Context;
 use chrono::NaiveDate;
@@ -1201,9 +1201,18 @@ async fn budget(
 ) -> anyhow::Result<u8> {
     let store = open_store(loaded, database).await?;
     // A projection: recorded decisions are read, new ones are decided but not recorded.
-    let eval =
-        crate::pipeline::evaluate(&store, &loaded.mappings, loaded.settings.time_zone, to).await?;
-    let report = eval.income(&loaded.mappings, from, to);
+    let eval = crate::pipeline::evaluate_streaming(
+        &store,
+        &loaded.mappings,
+        loaded.settings.time_zone,
+        to,
+        crate::pipeline::Options {
+            income: crate::pipeline::IncomeWanted::Period(from, to),
+            keep_histories: false,
+        },
+    )
+    .await?;
+    let report = eval.income.clone().unwrap_or_default();
     let mut findings = eval.findings.clone();
     findings.extend(report.findings);
     report_findings(&findings);
@@ -1448,21 +1457,6 @@ impl<'a> From<&'a Course> for CourseRow<'a> {
 /// The latest day the stored records report something on: the default horizon of `courses`.
 /// A grant's end is not a reported day (an open grant is often sent ending 9999-12-31), so
 /// courses are never computed towards it.
-fn latest_known_day(histories: &[CitizenHistory]) -> Option<NaiveDate> {
-    histories
-        .iter()
-        .flat_map(|h| {
-            h.grants
-                .iter()
-                .map(|g| g.start)
-                .chain(h.grant_versions.iter().map(|v| v.version_on))
-                .chain(h.assessments.iter().map(|a| a.assessed_on))
-                .chain(h.terminations.iter().map(|t| t.on))
-                .chain(h.assignments.iter().map(|a| a.from))
-        })
-        .max()
-}
-
 async fn courses(
     loaded: &Loaded,
     database: Option<&str>,
@@ -1471,24 +1465,30 @@ async fn courses(
 ) -> anyhow::Result<u8> {
     let store = open_store(loaded, database).await?;
     let tz = loaded.settings.time_zone;
-    let horizon = match until {
-        Some(h) => Some(h),
+    // A reader: recorded decisions are read back, courses without one are shown as they
+    // would be decided; nothing is written (the nightly run records). Without --until, up to
+    // the latest day the stored data reports something on (one streaming pass finds it).
+    let streamed = |h| {
+        crate::pipeline::evaluate_streaming(
+            &store,
+            &loaded.mappings,
+            tz,
+            h,
+            crate::pipeline::Options::default(),
+        )
+    };
+    let eval = match until {
+        Some(h) => Some(streamed(h).await?),
         None => {
-            let first = crate::pipeline::evaluate_with(
-                store.all_versions().await?,
-                Vec::new(),
-                &loaded.mappings,
-                tz,
-                NaiveDate::MIN,
-            );
-            latest_known_day(&first.histories)
+            let first = streamed(NaiveDate::MIN).await?;
+            match first.latest_day {
+                Some(h) => Some(streamed(h).await?),
+                None => None,
+            }
         }
     };
-    let all: Vec<Course> = match horizon {
-        Some(h) => {
-            // A reader: recorded decisions are read back, courses without one are shown as
-            // they would be decided; nothing is written (the nightly run records).
-            let eval = crate::pipeline::evaluate(&store, &loaded.mappings, tz, h).await?;
+    let all: Vec<Course> = match eval {
+        Some(eval) => {
             report_findings(&eval.findings);
             eval.all_courses()
         }

@@ -215,6 +215,20 @@ pub struct CitizenHistory {
 }
 
 impl CitizenHistory {
+    /// The latest day this history reports something on: a grant's start or version, an
+    /// assessment, a termination or a team assignment (never a grant's end, such as the
+    /// common 9999-12-31).
+    pub fn latest_known_day(&self) -> Option<NaiveDate> {
+        self.grants
+            .iter()
+            .map(|g| g.start)
+            .chain(self.grant_versions.iter().map(|v| v.version_on))
+            .chain(self.assessments.iter().map(|a| a.assessed_on))
+            .chain(self.terminations.iter().map(|t| t.on))
+            .chain(self.assignments.iter().map(|a| a.from))
+            .max()
+    }
+
     /// The evidence of an assessment (a condition's version).
     pub fn assessment_evidence(&self, a: &Assessment) -> Evidence {
         self.evidence_of(

@@ -328,6 +328,23 @@ pub struct IncomeReport {
     pub findings: Vec<Finding>,
 }
 
+impl IncomeReport {
+    /// Adds `other` (the income of other citizens over the same period): lines are summed,
+    /// shares and findings appended. Merging the reports of citizens one by one gives the
+    /// report of all of them at once.
+    pub fn merge(&mut self, other: IncomeReport) {
+        for (key, line) in other.lines {
+            let l = self.lines.entry(key).or_default();
+            l.course_days += line.course_days;
+            l.amount += line.amount;
+        }
+        for (key, shares) in other.shares {
+            self.shares.entry(key).or_default().extend(shares);
+        }
+        self.findings.extend(other.findings);
+    }
+}
+
 /// Team income over `from..=to`: every day of every course is paid to the team the citizen is
 /// assigned to that day, at the course's daily tariff for that day. Exact decimals.
 pub fn income<'a>(

@@ -1,7 +1,7 @@
 //! `reprice`: a person applies a tariff table as it is now to the recorded decisions that used
 //! an earlier content of it. The only way an edited table reaches recorded courses.
 
-use super::{Evaluation, evaluate_with};
+use super::{Evaluation, Evaluator, IncomeWanted, Options};
 use crate::domain::Track;
 use crate::mapping::{Mappings, TariffTable};
 use crate::model::{Change, IncomeKey, LedgerEntry, reprice};
@@ -89,7 +89,6 @@ pub async fn plan(
         !reason.trim().is_empty(),
         "--reason must say why (it is recorded)"
     );
-    let versions = store.all_versions().await?;
     let ledger = store.ledger_latest().await?;
     let hash = table.content_hash();
     let mut rows = Vec::new();
@@ -143,9 +142,20 @@ pub async fn plan(
         // Every re-priced course must be in both evaluations: up to the latest start.
         let latest_start = rows.iter().map(|r| r.start).max().unwrap_or(from);
         let horizon = today.max(latest_start);
-        let before = evaluate_with(versions.clone(), ledger, mappings, tz, horizon);
-        let after = evaluate_with(versions, after_ledger, mappings, tz, horizon);
-        effects = diff(&before, &after, mappings, from, to);
+        // Both evaluations in one pass over the store, citizen by citizen.
+        let options = Options {
+            income: IncomeWanted::Period(from, to),
+            keep_histories: false,
+        };
+        let mut before = Evaluator::new(ledger, mappings, tz, horizon, options);
+        let mut after = Evaluator::new(after_ledger, mappings, tz, horizon, options);
+        store
+            .for_each_citizen(|who, versions| {
+                before.add(&who, &versions);
+                after.add(&who, &versions);
+            })
+            .await?;
+        effects = diff(&before.finish(), &after.finish());
     }
     Ok(Plan {
         table: format!("{}/{}", table.track, table.year),
@@ -157,15 +167,10 @@ pub async fn plan(
     })
 }
 
-fn diff(
-    before: &Evaluation,
-    after: &Evaluation,
-    mappings: &Mappings,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Vec<Effect> {
-    let b = before.income(mappings, from, to).lines;
-    let a = after.income(mappings, from, to).lines;
+fn diff(before: &Evaluation, after: &Evaluation) -> Vec<Effect> {
+    let empty = BTreeMap::new();
+    let b = before.income.as_ref().map_or(&empty, |r| &r.lines);
+    let a = after.income.as_ref().map_or(&empty, |r| &r.lines);
     let keys: BTreeSet<&IncomeKey> = b.keys().chain(a.keys()).collect();
     keys.into_iter()
         .filter_map(|k| {

@@ -528,11 +528,17 @@ async fn evaluate_and_record(
     ctx: &Context,
     req: &Request,
 ) -> anyhow::Result<(Evaluation, u64, u64)> {
-    let eval = crate::pipeline::evaluate(
+    // Citizen by citizen: the income the post step needs is computed on the way, so no
+    // history is held after its citizen.
+    let eval = crate::pipeline::evaluate_streaming(
         &ctx.store,
         &ctx.loaded.mappings,
         ctx.loaded.settings.time_zone,
         req.as_of,
+        crate::pipeline::Options {
+            income: crate::pipeline::IncomeWanted::ToDate(req.as_of),
+            keep_histories: false,
+        },
     )
     .await?;
     let before = ctx.store.courses().await?;

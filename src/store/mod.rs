@@ -430,6 +430,71 @@ impl Store {
         Ok(groups)
     }
 
+    /// Calls `f` with each citizen's versions in receipt order, citizen by citizen (ordered by
+    /// pseudonym), reading them as a stream: only one citizen's versions are held at a time.
+    /// Returns the number of citizens.
+    pub async fn for_each_citizen(
+        &self,
+        mut f: impl FnMut(Pseudonym, Vec<Versioned>),
+    ) -> Result<u64, StoreError> {
+        use futures_util::TryStreamExt;
+        const OP: &str = "reading record versions citizen by citizen";
+        let mut current: Option<(Pseudonym, Vec<Versioned>)> = None;
+        let mut citizens = 0u64;
+        with_pool!(self, |pool| {
+            let mut rows = sqlx::query(SELECT_ALL_VERSIONS).fetch(pool);
+            while let Some(row) = rows.try_next().await.map_err(db(OP))? {
+                let (who, version) = decode_version_row(&row).map_err(db(OP))?;
+                match current.as_mut() {
+                    Some((last, versions)) if *last == who => versions.push(version),
+                    _ => {
+                        if let Some((w, vs)) = current.take() {
+                            citizens += 1;
+                            f(w, vs);
+                        }
+                        current = Some((who, vec![version]));
+                    }
+                }
+            }
+        });
+        if let Some((w, vs)) = current.take() {
+            citizens += 1;
+            f(w, vs);
+        }
+        Ok(citizens)
+    }
+
+    /// Every stored version of the given kinds, grouped by citizen (as [`Store::all_versions`]).
+    pub async fn versions_of_kinds(
+        &self,
+        kinds: &[crate::model::RecordKind],
+    ) -> Result<Vec<(Pseudonym, Vec<Versioned>)>, StoreError> {
+        let list = kinds
+            .iter()
+            .map(|k| format!("'{}'", k.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT id, citizen, source, version_at, withdrawn, payload FROM record_versions \
+             WHERE kind IN ({list}) ORDER BY citizen, id"
+        );
+        let rows = with_pool!(self, |pool| {
+            sqlx::query(AssertSqlSafe(sql))
+                .try_map(|row| decode_version_row(&row))
+                .fetch_all(pool)
+                .await
+        })
+        .map_err(db("reading record versions of some kinds"))?;
+        let mut groups: Vec<(Pseudonym, Vec<Versioned>)> = Vec::new();
+        for (citizen, version) in rows {
+            match groups.last_mut() {
+                Some((last, versions)) if *last == citizen => versions.push(version),
+                _ => groups.push((citizen, vec![version])),
+            }
+        }
+        Ok(groups)
+    }
+
     /// Replaces the stored courses that start on or before `horizon` with `courses` (which
     /// must all start on or before it), in one transaction; later ones stay. A run as of an
     /// earlier day never deletes the courses a later one stored.

@@ -181,7 +181,10 @@ pub fn write_files_grouped(
     while i < bundles.len() {
         let day = day_of(&bundles[i]);
         let mut j = i + 1;
-        while j < bundles.len() && j - i < per_file && (!layout.by_day || day_of(&bundles[j]) == day) {
+        while j < bundles.len()
+            && j - i < per_file
+            && (!layout.by_day || day_of(&bundles[j]) == day)
+        {
             j += 1;
         }
         let folder = if layout.by_day {
@@ -193,7 +196,10 @@ pub fn write_files_grouped(
         let group = &bundles[i..j];
         if per_file == 1 {
             let b = &group[0];
-            std::fs::write(folder.join(format!("{}.{format}", b.id)), b.to_format(format))?;
+            std::fs::write(
+                folder.join(format!("{}.{format}", b.id)),
+                b.to_format(format),
+            )?;
         } else {
             let id = format!("delivery-{}-{:07}", day.format("%Y%m%d"), files);
             let mut json = String::with_capacity(group.iter().map(|b| b.json.len() + 80).sum());

@@ -406,7 +406,13 @@ pub async fn sync(
         errors: vec![e],
         summary: EventsSummary::default(),
     })?;
-    let all = store.all_versions().await?;
+    // Only what the sync needs (the Patient ids and the terminations), not every visit.
+    let all = store
+        .versions_of_kinds(&[
+            crate::model::RecordKind::Citizen,
+            crate::model::RecordKind::Termination,
+        ])
+        .await?;
     let patients = crate::sources::roster::patients(&all);
     let stored = current(&all);
     drop(all);

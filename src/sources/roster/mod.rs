@@ -243,7 +243,10 @@ pub async fn sync(
     key: &PseudonymKey,
     mappings: &Mappings,
 ) -> Result<RosterSummary, SyncError> {
-    let all = store.all_versions().await?;
+    // Only what the sync needs (the Patient ids and the roster), not every visit.
+    let all = store
+        .versions_of_kinds(&[RecordKind::Citizen, RecordKind::Assignment])
+        .await?;
     let assignments = read(path, key, mappings, &patients(&all)).map_err(SyncError::Invalid)?;
     let modified = std::fs::metadata(path)
         .and_then(|m| m.modified())
