@@ -344,6 +344,20 @@ pub struct Mappings {
 }
 
 impl Mappings {
+    /// A digest of everything the model reads from the mappings (intervention rows, levels
+    /// sorted by code, teams, tariff tables, accounts): equal digests mean equal mappings, in
+    /// any process. What a computation kept for later is valid only under the same digest.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut levels: Vec<_> = self.levels.by_code.iter().collect();
+        levels.sort_by(|a, b| a.0.cmp(b.0));
+        let text = format!(
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+            self.interventions.rows, levels, self.teams, self.tariffs, self.accounts
+        );
+        hex::encode(&Sha256::digest(text.as_bytes())[..16])
+    }
+
     /// The team a custodian SOR code points to.
     pub fn team_for_sor(&self, sor: &str) -> Option<&Team> {
         self.teams

@@ -57,6 +57,19 @@ pub enum RecordKind {
     FollowUp,
 }
 
+/// The record kinds courses, decisions, income and findings are computed from. Visits, acute
+/// deliveries and follow-ups are kept and shown, but no decision or amount depends on them, so
+/// the nightly computation reads only these kinds, and only a new version of one of these
+/// makes a citizen's kept evaluation stale (`pipeline::incremental`).
+pub const MODEL_KINDS: [RecordKind; 6] = [
+    RecordKind::Citizen,
+    RecordKind::Grant,
+    RecordKind::Assessment,
+    RecordKind::Goal,
+    RecordKind::Termination,
+    RecordKind::Assignment,
+];
+
 impl RecordKind {
     /// The name stored in the database.
     pub fn as_str(self) -> &'static str {

@@ -355,71 +355,183 @@ pub fn income<'a>(
 ) -> IncomeReport {
     let mut report = IncomeReport::default();
     for (history, courses) in citizens {
-        let mut unassigned: BTreeMap<(Track, YearMonth), (u32, Option<String>)> = BTreeMap::new();
-        for course in courses {
-            let first = course.start.max(from);
-            let last = course.end.min(to);
-            let mut day = first;
-            while day <= last {
-                let payee = match team_on(history, mappings, day) {
-                    Some(team) => Payee::Team(team),
-                    None => {
-                        let e = unassigned
-                            .entry((course.track, YearMonth::of(day)))
-                            .or_default();
-                        e.0 += 1;
-                        if e.1.is_none() {
-                            e.1 = custodian_on(history, day).map(str::to_owned);
-                        }
-                        Payee::Unassigned
-                    }
-                };
-                let key = IncomeKey {
-                    payee,
-                    track: course.track,
-                    month: YearMonth::of(day),
-                };
-                let amount = course.daily_amount(day, history, mappings);
-                let shares = report.shares.entry(key.clone()).or_default();
-                match shares.last_mut() {
-                    Some(s) if s.course == course.id && s.last_day + Days::new(1) == day => {
-                        s.last_day = day;
-                        s.days += 1;
-                        s.amount += amount;
-                    }
-                    _ => shares.push(CourseShare {
-                        course: course.id.clone(),
-                        revision: course.revision,
-                        citizen: course.citizen.clone(),
-                        first_day: day,
-                        last_day: day,
-                        days: 1,
-                        daily_tariff: match course.tariff {
-                            super::course::DailyTariff::Locked { amount } => Some(amount),
-                            super::course::DailyTariff::Individual { .. } => None,
-                        },
-                        amount,
-                    }),
-                }
-                let line = report.lines.entry(key).or_default();
-                line.course_days += 1;
-                line.amount += amount;
-                day = day + Days::new(1);
-            }
-        }
-        if let Some(citizen) = &history.citizen {
-            for ((track, month), (days, unmapped_sor)) in unassigned {
-                report.findings.push(Finding::DaysWithoutTeam {
-                    citizen: citizen.clone(),
-                    track,
-                    month,
-                    days,
-                    unmapped_sor,
-                });
-            }
-        }
+        let runs = day_runs(history, courses, mappings, from, to);
+        add_runs(&mut report, history.citizen.as_ref(), &runs, from, to);
     }
     report
+}
+
+/// Consecutive days of one course paid alike: to the same payee (and, for days without a
+/// team, under the same custodian SOR code), at the same daily amount. What a citizen's
+/// income is made of; [`add_runs`] turns runs into lines, shares and findings, so runs kept
+/// from an earlier computation give the same report as computing afresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DayRun {
+    /// The course.
+    pub course: CourseId,
+    /// Its ledger revision.
+    pub revision: u32,
+    /// The citizen.
+    pub citizen: Pseudonym,
+    /// The course's track.
+    pub track: Track,
+    /// Who is paid: a team id, or `None` for days without a team.
+    pub team: Option<TeamId>,
+    /// For days without a team: the custodian SOR code those days.
+    pub custodian: Option<String>,
+    /// The first day.
+    pub first_day: NaiveDate,
+    /// The last day.
+    pub last_day: NaiveDate,
+    /// The locked daily tariff (`None` for an individual course).
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub daily_tariff: Option<Decimal>,
+    /// Each day's amount, exact.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+}
+
+/// A citizen's courses over `from..=to` as [`DayRun`]s, course by course, day by day.
+pub fn day_runs(
+    history: &CitizenHistory,
+    courses: &[Course],
+    mappings: &Mappings,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Vec<DayRun> {
+    let mut runs: Vec<DayRun> = Vec::new();
+    for course in courses {
+        let first = course.start.max(from);
+        let last = course.end.min(to);
+        let daily_tariff = match course.tariff {
+            super::course::DailyTariff::Locked { amount } => Some(amount),
+            super::course::DailyTariff::Individual { .. } => None,
+        };
+        let mut day = first;
+        let mut open = false;
+        while day <= last {
+            let team = team_on(history, mappings, day);
+            let custodian = match team {
+                Some(_) => None,
+                None => custodian_on(history, day).map(str::to_owned),
+            };
+            let amount = course.daily_amount(day, history, mappings);
+            match runs.last_mut() {
+                Some(r)
+                    if open
+                        && r.team == team
+                        && r.custodian == custodian
+                        && r.amount == amount
+                        && r.last_day + Days::new(1) == day =>
+                {
+                    r.last_day = day;
+                }
+                _ => runs.push(DayRun {
+                    course: course.id.clone(),
+                    revision: course.revision,
+                    citizen: course.citizen.clone(),
+                    track: course.track,
+                    team,
+                    custodian,
+                    first_day: day,
+                    last_day: day,
+                    daily_tariff,
+                    amount,
+                }),
+            }
+            open = true;
+            day = day + Days::new(1);
+        }
+    }
+    runs
+}
+
+/// Adds one citizen's runs, clipped to `from..=to`, to `report`: course-days to their lines,
+/// shares and days-without-team findings, exactly as if computed day by day.
+pub fn add_runs(
+    report: &mut IncomeReport,
+    citizen: Option<&Pseudonym>,
+    runs: &[DayRun],
+    from: NaiveDate,
+    to: NaiveDate,
+) {
+    let mut unassigned: BTreeMap<(Track, YearMonth), (u32, Option<String>)> = BTreeMap::new();
+    for run in runs {
+        let mut day = run.first_day.max(from);
+        let last = run.last_day.min(to);
+        while day <= last {
+            // One month of the run at a time.
+            let month = YearMonth::of(day);
+            let month_last = month
+                .first_day()
+                .checked_add_months(chrono::Months::new(1))
+                .and_then(|d| d.pred_opt())
+                .unwrap_or(NaiveDate::MAX);
+            let seg_last = last.min(month_last);
+            let days = (seg_last - day).num_days() as u32 + 1;
+            let payee = match &run.team {
+                Some(team) => Payee::Team(team.clone()),
+                None => {
+                    let e = unassigned.entry((run.track, month)).or_default();
+                    e.0 += days;
+                    if e.1.is_none() {
+                        e.1 = run.custodian.clone();
+                    }
+                    Payee::Unassigned
+                }
+            };
+            let key = IncomeKey {
+                payee,
+                track: run.track,
+                month,
+            };
+            // Summed day by day, as the days are paid (an individual course's amounts are not
+            // round numbers: the same additions give the same digits).
+            let shares = report.shares.entry(key.clone()).or_default();
+            match shares.last_mut() {
+                Some(s) if s.course == run.course && s.last_day + Days::new(1) == day => {
+                    s.last_day = seg_last;
+                    s.days += days;
+                    for _ in 0..days {
+                        s.amount += run.amount;
+                    }
+                }
+                _ => {
+                    let mut amount = Decimal::ZERO;
+                    for _ in 0..days {
+                        amount += run.amount;
+                    }
+                    shares.push(CourseShare {
+                        course: run.course.clone(),
+                        revision: run.revision,
+                        citizen: run.citizen.clone(),
+                        first_day: day,
+                        last_day: seg_last,
+                        days,
+                        daily_tariff: run.daily_tariff,
+                        amount,
+                    });
+                }
+            }
+            let line = report.lines.entry(key).or_default();
+            line.course_days += days;
+            for _ in 0..days {
+                line.amount += run.amount;
+            }
+            day = seg_last + Days::new(1);
+        }
+    }
+    if let Some(citizen) = citizen {
+        for ((track, month), (days, unmapped_sor)) in unassigned {
+            report.findings.push(Finding::DaysWithoutTeam {
+                citizen: citizen.clone(),
+                track,
+                month,
+                days,
+                unmapped_sor,
+            });
+        }
+    }
 }
 
 /// One nightly posting amount: the rounded month-to-date income minus what was already posted.

@@ -13,11 +13,11 @@ pub use course::{
     TableRef, assess, compute_all, compute_courses, course_id, planned_end, reprice,
 };
 pub use history::{
-    CitizenHistory, Evidence, GrantVersion, Record, RecordKind, Versioned, resolve_history,
-    version_hash,
+    CitizenHistory, Evidence, GrantVersion, MODEL_KINDS, Record, RecordKind, Versioned,
+    resolve_history, version_hash,
 };
 pub use income::{
-    CourseShare, Finding, IncomeKey, IncomeLine, IncomeReport, Payee, PostingDelta, YearMonth,
-    income, nightly_deltas, team_on,
+    CourseShare, DayRun, Finding, IncomeKey, IncomeLine, IncomeReport, Payee, PostingDelta,
+    YearMonth, add_runs, day_runs, income, nightly_deltas, team_on,
 };
 pub use money::{MONEY_ROUNDING, round_money};

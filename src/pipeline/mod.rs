@@ -5,6 +5,7 @@
 //! ledger rows and stores the courses. The model stays pure: everything here that touches the
 //! store is in this module, nothing in `crate::model`.
 
+pub mod incremental;
 pub mod reprice;
 
 use crate::domain::{Pseudonym, TeamId, Track};
@@ -97,7 +98,9 @@ pub async fn evaluate_streaming(
     let ledger = store.ledger_latest().await?;
     let mut evaluator = Evaluator::new(ledger, mappings, tz, horizon, options);
     store
-        .for_each_citizen(|who, versions| evaluator.add(&who, &versions))
+        .for_each_citizen(&crate::model::MODEL_KINDS, |who, versions| {
+            evaluator.add(&who, &versions)
+        })
         .await?;
     Ok(evaluator.finish())
 }

@@ -150,7 +150,7 @@ pub async fn plan(
         let mut before = Evaluator::new(ledger, mappings, tz, horizon, options);
         let mut after = Evaluator::new(after_ledger, mappings, tz, horizon, options);
         store
-            .for_each_citizen(|who, versions| {
+            .for_each_citizen(&crate::model::MODEL_KINDS, |who, versions| {
                 before.add(&who, &versions);
                 after.add(&who, &versions);
             })

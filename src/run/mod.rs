@@ -528,19 +528,21 @@ async fn evaluate_and_record(
     ctx: &Context,
     req: &Request,
 ) -> anyhow::Result<(Evaluation, u64, u64)> {
-    // Citizen by citizen: the income the post step needs is computed on the way, so no
-    // history is held after its citizen.
-    let eval = crate::pipeline::evaluate_streaming(
+    // Only the citizens that changed are read and decided again; the others come from what
+    // the previous night kept (pipeline::incremental), with the income the post step needs.
+    let night = crate::pipeline::incremental::evaluate_incremental(
         &ctx.store,
         &ctx.loaded.mappings,
         ctx.loaded.settings.time_zone,
         req.as_of,
-        crate::pipeline::Options {
-            income: crate::pipeline::IncomeWanted::ToDate(req.as_of),
-            keep_histories: false,
-        },
     )
     .await?;
+    tracing::info!(
+        message = "Citizens evaluated.",
+        recomputed = night.recomputed,
+        reused = night.reused
+    );
+    let eval = &night.eval;
     let before = ctx.store.courses().await?;
     let old: HashMap<&str, &Course> = before.iter().map(|c| (c.id.0.as_str(), c)).collect();
     let flat = eval.all_courses();
@@ -553,9 +555,11 @@ async fn evaluate_and_record(
     let recorded = if req.dry_run {
         0
     } else {
-        eval.record(&ctx.store, req.as_of).await?
+        let n = eval.record(&ctx.store, req.as_of).await?;
+        night.keep(&ctx.store).await?;
+        n
     };
-    Ok((eval, changed as u64, recorded))
+    Ok((night.eval, changed as u64, recorded))
 }
 
 /// The computation of an earlier `compute` step, or a fresh one (recorded) when the job has

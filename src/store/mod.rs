@@ -26,6 +26,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, ConnectOptions, FromRow};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -46,6 +47,9 @@ const VERSIONS_PER_INSERT: usize = 1000;
 const VERSION_INSERT_COLUMNS: &str = "kind, source, record_key, citizen, version_at, withdrawn, \
      content_hash, payload, received_at";
 const VERSION_INSERT_PARAMS: usize = 9;
+
+/// Citizens per upsert of `citizen_versions` (2 parameters each).
+const CITIZENS_PER_UPSERT: usize = 1000;
 
 /// Courses per `INSERT` statement (14 parameters each).
 const COURSES_PER_INSERT: usize = 500;
@@ -296,6 +300,7 @@ impl Store {
         let inserted = with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await.map_err(db(OP))?;
             let mut inserted = 0u64;
+            let mut changed: std::collections::BTreeMap<String, i64> = Default::default();
             for chunk in rows.chunks(VERSIONS_PER_INSERT) {
                 let sql = multi_row_insert(
                     backend,
@@ -303,9 +308,10 @@ impl Store {
                     VERSION_INSERT_COLUMNS,
                     VERSION_INSERT_PARAMS,
                     chunk.len(),
-                    " ON CONFLICT (kind, source, record_key, version_at, content_hash) DO NOTHING",
+                    " ON CONFLICT (kind, source, record_key, version_at, content_hash) DO NOTHING \
+                     RETURNING id, citizen, kind",
                 );
-                let mut query = sqlx::query(AssertSqlSafe(sql));
+                let mut query = sqlx::query_as::<_, (i64, String, String)>(AssertSqlSafe(sql));
                 for r in chunk {
                     query = query
                         .bind(r.kind)
@@ -318,11 +324,32 @@ impl Store {
                         .bind(r.payload.as_str())
                         .bind(received_at.as_str());
                 }
-                inserted += query
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db(OP))?
-                    .rows_affected();
+                for (id, citizen, kind) in query.fetch_all(&mut *tx).await.map_err(db(OP))? {
+                    inserted += 1;
+                    if !crate::model::MODEL_KINDS.iter().any(|k| k.as_str() == kind) {
+                        continue;
+                    }
+                    let latest = changed.entry(citizen).or_insert(id);
+                    *latest = (*latest).max(id);
+                }
+            }
+            // The citizens with new versions of the kinds the model reads, for the nightly
+            // run's incremental computation.
+            let changed: Vec<(String, i64)> = std::mem::take(&mut changed).into_iter().collect();
+            for chunk in changed.chunks(CITIZENS_PER_UPSERT) {
+                let sql = multi_row_insert(
+                    backend,
+                    "citizen_versions",
+                    "citizen, last_version_id",
+                    2,
+                    chunk.len(),
+                    " ON CONFLICT (citizen) DO UPDATE SET last_version_id = excluded.last_version_id",
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for (citizen, id) in chunk {
+                    query = query.bind(citizen.as_str()).bind(*id);
+                }
+                query.execute(&mut *tx).await.map_err(db(OP))?;
             }
             if let Some((source, position)) = cursor {
                 sqlx::query(UPSERT_CURSOR)
@@ -430,19 +457,25 @@ impl Store {
         Ok(groups)
     }
 
-    /// Calls `f` with each citizen's versions in receipt order, citizen by citizen (ordered by
-    /// pseudonym), reading them as a stream: only one citizen's versions are held at a time.
+    /// Calls `f` with each citizen's versions of `kinds` in receipt order, citizen by citizen
+    /// (ordered by pseudonym), reading them as a stream: only one citizen's versions are held at a time.
     /// Returns the number of citizens.
     pub async fn for_each_citizen(
         &self,
+        kinds: &[crate::model::RecordKind],
         mut f: impl FnMut(Pseudonym, Vec<Versioned>),
     ) -> Result<u64, StoreError> {
         use futures_util::TryStreamExt;
         const OP: &str = "reading record versions citizen by citizen";
         let mut current: Option<(Pseudonym, Vec<Versioned>)> = None;
         let mut citizens = 0u64;
+        let sql = format!(
+            "SELECT id, citizen, source, version_at, withdrawn, payload FROM record_versions \
+             WHERE kind IN ({}) ORDER BY citizen, id",
+            kind_list(kinds)
+        );
         with_pool!(self, |pool| {
-            let mut rows = sqlx::query(SELECT_ALL_VERSIONS).fetch(pool);
+            let mut rows = sqlx::query(AssertSqlSafe(sql.as_str())).fetch(pool);
             while let Some(row) = rows.try_next().await.map_err(db(OP))? {
                 let (who, version) = decode_version_row(&row).map_err(db(OP))?;
                 match current.as_mut() {
@@ -464,16 +497,135 @@ impl Store {
         Ok(citizens)
     }
 
+    /// The id of each citizen's latest stored version (what the nightly run compares with
+    /// what it kept, to find the citizens that changed).
+    pub async fn citizen_versions(&self) -> Result<HashMap<Pseudonym, i64>, StoreError> {
+        let rows = with_pool!(self, |pool| {
+            sqlx::query_as::<_, (String, i64)>(
+                "SELECT citizen, last_version_id FROM citizen_versions",
+            )
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(db("reading the citizens' latest versions"))?;
+        rows.into_iter()
+            .map(|(c, id)| {
+                let who = Pseudonym::parse(&c).map_err(|e| StoreError::Corrupt {
+                    what: "citizen pseudonym",
+                    row: "citizen_versions".into(),
+                    reason: e.to_string(),
+                })?;
+                Ok((who, id))
+            })
+            .collect()
+    }
+
+    /// Every kept citizen evaluation (JSON payloads, by citizen).
+    pub async fn citizen_caches(&self) -> Result<HashMap<Pseudonym, String>, StoreError> {
+        let rows = with_pool!(self, |pool| {
+            sqlx::query_as::<_, (String, String)>("SELECT citizen, payload FROM citizen_cache")
+                .fetch_all(pool)
+                .await
+        })
+        .map_err(db("reading the kept citizen evaluations"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(c, p)| Some((Pseudonym::parse(&c).ok()?, p)))
+            .collect())
+    }
+
+    /// Keeps citizen evaluations (replacing earlier ones of the same citizens), and forgets
+    /// those of `forget`.
+    pub async fn put_citizen_caches(
+        &self,
+        caches: &[(Pseudonym, String)],
+        forget: &[Pseudonym],
+    ) -> Result<(), StoreError> {
+        const OP: &str = "keeping citizen evaluations";
+        let backend = self.backend();
+        let _turn = self.write_turn().await;
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await.map_err(db(OP))?;
+            for who in forget {
+                sqlx::query("DELETE FROM citizen_cache WHERE citizen = $1")
+                    .bind(who.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(OP))?;
+            }
+            for chunk in caches.chunks(CITIZENS_PER_UPSERT) {
+                let sql = multi_row_insert(
+                    backend,
+                    "citizen_cache",
+                    "citizen, payload",
+                    2,
+                    chunk.len(),
+                    " ON CONFLICT (citizen) DO UPDATE SET payload = excluded.payload",
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for (who, payload) in chunk {
+                    query = query.bind(who.as_str()).bind(payload.as_str());
+                }
+                query.execute(&mut *tx).await.map_err(db(OP))?;
+            }
+            tx.commit().await.map_err(db(OP))?;
+            Ok(())
+        })
+    }
+
+    /// Calls `f` with the versions of `kinds` of each of `citizens` (in receipt order), citizen by
+    /// citizen in pseudonym order, reading a few hundred citizens at a time.
+    pub async fn for_each_of_citizens(
+        &self,
+        citizens: &[Pseudonym],
+        kinds: &[crate::model::RecordKind],
+        mut f: impl FnMut(Pseudonym, Vec<Versioned>),
+    ) -> Result<(), StoreError> {
+        let mut sorted: Vec<&Pseudonym> = citizens.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        for chunk in sorted.chunks(CITIZENS_PER_READ) {
+            let marks = placeholders(self.backend(), chunk.len());
+            let sql = format!(
+                "SELECT id, citizen, source, version_at, withdrawn, payload FROM record_versions \
+                 WHERE citizen IN ({marks}) AND kind IN ({}) ORDER BY citizen, id",
+                kind_list(kinds)
+            );
+            let rows = with_pool!(self, |pool| {
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for who in chunk {
+                    q = q.bind(who.as_str());
+                }
+                q.try_map(|row| decode_version_row(&row))
+                    .fetch_all(pool)
+                    .await
+            })
+            .map_err(db("reading the versions of some citizens"))?;
+            let mut current: Option<(Pseudonym, Vec<Versioned>)> = None;
+            for (who, v) in rows {
+                match current.as_mut() {
+                    Some((last, vs)) if *last == who => vs.push(v),
+                    _ => {
+                        if let Some((w, vs)) = current.take() {
+                            f(w, vs);
+                        }
+                        current = Some((who, vec![v]));
+                    }
+                }
+            }
+            if let Some((w, vs)) = current.take() {
+                f(w, vs);
+            }
+        }
+        Ok(())
+    }
+
     /// Every stored version of the given kinds, grouped by citizen (as [`Store::all_versions`]).
     pub async fn versions_of_kinds(
         &self,
         kinds: &[crate::model::RecordKind],
     ) -> Result<Vec<(Pseudonym, Vec<Versioned>)>, StoreError> {
-        let list = kinds
-            .iter()
-            .map(|k| format!("'{}'", k.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = kind_list(kinds);
         let sql = format!(
             "SELECT id, citizen, source, version_at, withdrawn, payload FROM record_versions \
              WHERE kind IN ({list}) ORDER BY citizen, id"
@@ -590,6 +742,29 @@ where
 {
     let columns = VersionColumns::from_row(row)?;
     codec::decode_version(columns).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// `'grant', 'visit'`: record kind names for an `IN (...)` (fixed names, never input).
+fn kind_list(kinds: &[crate::model::RecordKind]) -> String {
+    kinds
+        .iter()
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Citizens per `IN (...)` read.
+const CITIZENS_PER_READ: usize = 500;
+
+/// `n` placeholders separated by commas (`?` on SQLite, `$1..` on PostgreSQL).
+fn placeholders(backend: Backend, n: usize) -> String {
+    (1..=n)
+        .map(|i| match backend {
+            Backend::Sqlite => "?".to_owned(),
+            Backend::Postgres => format!("${i}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `INSERT INTO table (columns) VALUES ($1, ...), (...)` for `rows` rows of `params` values.

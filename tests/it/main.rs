@@ -19,6 +19,7 @@ mod fhir_transport;
 mod finance_formats;
 mod finance_transport;
 mod fuzz;
+mod incremental;
 mod ingest;
 mod klgateway_reader;
 mod lease;
