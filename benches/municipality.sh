@@ -46,11 +46,11 @@ dir = "opus-out"
 reply_dir = "opus-in"
 TOML
 mkdir -p "$work/opus-out" "$work/opus-in"
-gw() { "$bin" --config "$work/gateway.toml" "$@"; }
+gw=("$bin" --config "$work/gateway.toml")
 
 echo "generating $citizens citizens x $days days ($format, $per_file reports per file) ..." >&2
 rm -rf "$work/in" "$work/night"
-/usr/bin/time -f '%e %M' -o "$work/t-sim" gw simulate --out "$work/in" --citizens "$citizens" \
+/usr/bin/time -f '%e %M' -o "$work/t-sim" "${gw[@]}" simulate --out "$work/in" --citizens "$citizens" \
   --days "$days" --start "$start" --by-day --per-file "$per_file" --format "$format" 2>"$work/sim.log"
 mkdir -p "$work/night"
 [ -d "$work/in/$last" ] && mv "$work/in/$last" "$work/night/"
@@ -82,17 +82,17 @@ for backend in $backends; do
   esac
   rm -rf "$work/opus-out"/* "$work/opus-in"/*
   echo "$backend: import ..." >&2
-  measure "import-$backend" gw --database "$url" import "$work/in"
+  measure "import-$backend" "${gw[@]}" --database "$url" import "$work/in"
   versions=$(grep -m1 '"stored"' "$work/out-import-$backend.json" | tr -dc '0-9')
   echo "$backend: full recompute ..." >&2
-  measure "recompute-$backend" gw --database "$url" post --dry-run --as-of "$before"
+  measure "recompute-$backend" "${gw[@]}" --database "$url" post --dry-run --as-of "$before"
   echo "$backend: first night ..." >&2
-  measure "first-$backend" gw --database "$url" post --as-of "$before"
+  measure "first-$backend" "${gw[@]}" --database "$url" post --as-of "$before"
   echo "$backend: nightly increment ..." >&2
-  measure "night-import-$backend" gw --database "$url" import "$work/night"
-  measure "night-post-$backend" gw --database "$url" post --as-of "$last"
+  measure "night-import-$backend" "${gw[@]}" --database "$url" import "$work/night"
+  measure "night-post-$backend" "${gw[@]}" --database "$url" post --as-of "$last"
   case $backend in
-    sqlite) gw --database "$url" runs --last 1 >/dev/null  # checkpoint by opening
+    sqlite) "${gw[@]}" --database "$url" runs --last 1 >/dev/null  # checkpoint by opening
             size=$(du -cb "$work"/gw.db* | tail -1 | cut -f1);;
     postgres) size=$(psql -At -h 127.0.0.1 -U postgres -c "SELECT pg_database_size('pgw_bench')" postgres);;
   esac
