@@ -7,7 +7,7 @@
 use progression_gateway::domain::PseudonymKey;
 use progression_gateway::mapping::Mappings;
 use progression_gateway::sinks::finance::reply::read_reply;
-use progression_gateway::sources::klgateway::{ReadContext, read};
+use progression_gateway::sources::klgateway::{ReadContext, read, read_whole};
 use progression_gateway::sources::{Format, events, roster};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -324,8 +324,26 @@ fn seeded_mutations_of_every_reader_never_panic_nor_leak_a_cpr_number() {
             let report = |outcome: &mut dyn FnMut() -> Vec<String>| outcome();
             let messages: Vec<String> = match label {
                 "klgateway JSON" | "klgateway XML" => {
+                    // A third of the documents are incremental deliveries of two or three.
+                    let wrap = rng.random_range(0..3) == 0;
                     let (bytes, format) = if label == "klgateway JSON" {
                         let mut v = json[rng.random_range(0..json.len())].clone();
+                        if wrap {
+                            let entries: Vec<Value> = (0..rng.random_range(2..4))
+                                .map(|_| {
+                                    serde_json::json!({
+                                        "resource": json[rng.random_range(0..json.len())]
+                                    })
+                                })
+                                .collect();
+                            v = serde_json::json!({
+                                "resourceType": "Bundle",
+                                "id": "incremental-1",
+                                "type": "collection",
+                                "timestamp": "2027-01-02T01:00:00+01:00",
+                                "entry": entries,
+                            });
+                        }
                         for _ in 0..rng.random_range(1..4) {
                             mutate_json(&mut rng, &mut v);
                         }
@@ -335,10 +353,34 @@ fn seeded_mutations_of_every_reader_never_panic_nor_leak_a_cpr_number() {
                         }
                         (bytes, Format::Json)
                     } else {
-                        let text = &xml[rng.random_range(0..xml.len())];
-                        (mutate_xml(&mut rng, text), Format::Xml)
+                        let mut text = xml[rng.random_range(0..xml.len())].clone();
+                        if wrap {
+                            let entries: String = (0..rng.random_range(2..4))
+                                .map(|_| {
+                                    let one = &xml[rng.random_range(0..xml.len())];
+                                    let one = match one.find("?>") {
+                                        Some(end) if one.starts_with("<?xml") => &one[end + 2..],
+                                        _ => one.as_str(),
+                                    };
+                                    format!("<entry><resource>{one}</resource></entry>\n")
+                                })
+                                .collect();
+                            text = format!(
+                                "<Bundle xmlns=\"http://hl7.org/fhir\">\n<id value=\"incremental-1\"/>\n\
+                                 <type value=\"collection\"/>\n\
+                                 <timestamp value=\"2027-01-02T01:00:00+01:00\"/>\n{entries}</Bundle>\n"
+                            );
+                        }
+                        (mutate_xml(&mut rng, &text), Format::Xml)
                     };
-                    report(&mut || match read(&bytes, format, &ctx) {
+                    let lazy = read(&bytes, format, &ctx);
+                    assert_eq!(
+                        lazy,
+                        read_whole(&bytes, format, &ctx),
+                        "{label} trial {trial} (seed {seed:#x}): the entry-by-entry read and \
+                         the whole-tree read differ"
+                    );
+                    report(&mut || match &lazy {
                         Err(e) => vec![e.to_string()],
                         Ok(doc) => doc
                             .reports

@@ -43,7 +43,7 @@ const FOLLOW_UP_OBSERVATION: (&str, &str) = ("http://snomed.info/sct", "71274400
 
 /// Reads a top-level Bundle: a delivery report, an incremental delivery or a search page.
 pub(super) fn read_document(
-    bundle: wire::Bundle,
+    bundle: wire::Doc<'_>,
     ctx: &ReadContext,
 ) -> Result<Document, ReadError> {
     let name = bundle_name(bundle.id.as_deref());
@@ -56,7 +56,7 @@ pub(super) fn read_document(
                 .and_then(|l| l.url.clone());
             let reports = bundle
                 .entry
-                .into_iter()
+                .into_entries()
                 .enumerate()
                 .filter(|(_, e)| !is_outcome(e))
                 .map(|(i, e)| read_nested(&name, "a search page", i, e, ctx))
@@ -64,16 +64,12 @@ pub(super) fn read_document(
             Ok(Document { reports, next })
         }
         Some("collection") => {
-            let incremental =
-                bundle.entry.iter().any(|e| {
-                    e.resource
-                        .as_ref()
-                        .is_some_and(|r| wire::header(r).0 == "Bundle")
-                }) || has_profile(bundle.meta.as_ref(), "klgateway-care-incremental-delivery");
+            let incremental = bundle.entry.any_bundle()
+                || has_profile(bundle.meta.as_ref(), "klgateway-care-incremental-delivery");
             let reports = if incremental {
                 bundle
                     .entry
-                    .into_iter()
+                    .into_entries()
                     .enumerate()
                     .map(|(i, e)| read_nested(&name, "an incremental delivery", i, e, ctx))
                     .collect()
@@ -158,7 +154,7 @@ fn read_nested(
             ),
         ));
     }
-    read_report(bundle, ctx)
+    read_report(bundle.into(), ctx)
 }
 
 /// `Type/id`, or `Type (entry N)` when the resource has no id or one that is not shown
@@ -212,7 +208,7 @@ struct Item {
 }
 
 /// Reads one delivery report.
-fn read_report(bundle: wire::Bundle, ctx: &ReadContext) -> Result<BundleReport, ReadError> {
+fn read_report(bundle: wire::Doc<'_>, ctx: &ReadContext) -> Result<BundleReport, ReadError> {
     let name = bundle_name(bundle.id.as_deref());
     let raw = bundle
         .timestamp
@@ -241,7 +237,7 @@ fn read_report(bundle: wire::Bundle, ctx: &ReadContext) -> Result<BundleReport, 
     };
 
     let mut items = Vec::with_capacity(bundle.entry.len());
-    for (i, entry) in bundle.entry.into_iter().enumerate() {
+    for (i, entry) in bundle.entry.into_entries().enumerate() {
         let Some(value) = entry.resource else {
             return Err(ReadError::invalid(
                 format!("{name} entry {}", i + 1),

@@ -196,6 +196,71 @@ pub struct Document {
 /// report is its own `Ok`/`Err`: one bad Bundle never stops the others.
 pub fn read(bytes: &[u8], format: Format, ctx: &ReadContext) -> Result<Document, ReadError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match format {
+        Format::Json => {
+            if let Ok(lazy) = serde_json::from_slice::<wire::LazyBundle>(bytes)
+                && lazy.resource_type.as_deref() == Some("Bundle")
+            {
+                return read_bundle(lazy.into(), ctx);
+            }
+        }
+        Format::Xml => {
+            if let Some((head, entries)) = xml_lazy(bytes) {
+                let lazy: Option<Vec<wire::LazyEntry>> = entries
+                    .iter()
+                    .map(|e| serde_json::from_str(e.get()).ok())
+                    .collect();
+                if let Some(lazy) = lazy {
+                    let doc = wire::Doc {
+                        entry: wire::Entries::Lazy(lazy),
+                        ..head
+                    };
+                    return read_bundle(doc, ctx);
+                }
+            }
+        }
+    }
+    read_tree(bytes, format, ctx)
+}
+
+/// [`read`] through one tree of the whole document, the way the reader falls back to when the
+/// document's top level is not as the wire model takes it. For tests that the two agree.
+#[doc(hidden)]
+pub fn read_whole(bytes: &[u8], format: Format, ctx: &ReadContext) -> Result<Document, ReadError> {
+    read_tree(
+        bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes),
+        format,
+        ctx,
+    )
+}
+
+/// A Bundle read as it came, checked for its id.
+fn read_bundle(doc: wire::Doc<'_>, ctx: &ReadContext) -> Result<Document, ReadError> {
+    let name = bundle_name(doc.id.as_deref());
+    if let Some(problem) = doc.id.as_deref().and_then(id_problem) {
+        return Err(ReadError::invalid(
+            &name,
+            format!("Bundle.id {problem}: the document is refused"),
+        ));
+    }
+    map::read_document(doc, ctx)
+}
+
+/// An XML Bundle's top level (a [`wire::Doc`] with no entries) and the JSON text of each
+/// top-level entry, when the document is a FHIR Bundle whose top level the wire model takes;
+/// `None` otherwise (the caller reads the whole tree for the message).
+fn xml_lazy(bytes: &[u8]) -> Option<(wire::Doc<'static>, Vec<Box<serde_json::value::RawValue>>)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let xml::Lazy { root, entries } = xml::to_json_lazy(text).ok()?;
+    if wire::header(&root).0 != "Bundle" {
+        return None;
+    }
+    let bundle: wire::Bundle = wire::from_value(root).ok()?;
+    Some((bundle.into(), entries))
+}
+
+/// Reads a whole document as one tree: the slow path, whose messages are the reference.
+fn read_tree(bytes: &[u8], format: Format, ctx: &ReadContext) -> Result<Document, ReadError> {
     let value = match format {
         Format::Json => parse_json(bytes)?,
         Format::Xml => parse_xml(bytes)?,
@@ -219,7 +284,7 @@ pub fn read(bytes: &[u8], format: Format, ctx: &ReadContext) -> Result<Document,
     }
     let bundle: wire::Bundle = wire::from_value(value)
         .map_err(|wire::ShapeError(e)| ReadError::invalid(&name, format!("unreadable: {e}")))?;
-    map::read_document(bundle, ctx)
+    map::read_document(bundle.into(), ctx)
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, ReadError> {

@@ -123,6 +123,144 @@ pub(crate) struct Bundle {
     pub entry: Vec<Entry>,
 }
 
+/// A Bundle whose entries are read one at a time: the document's text stays as it came and only
+/// one entry at a time becomes a tree, so reading takes memory in proportion to the document
+/// (see [`Entries`]). Built from a [`Bundle`] (entries already trees) or from a [`LazyBundle`].
+#[derive(Debug)]
+pub(crate) struct Doc<'a> {
+    pub id: Option<String>,
+    pub meta: Option<Meta>,
+    pub kind: Option<String>,
+    pub timestamp: Option<String>,
+    pub link: Vec<Link>,
+    pub entry: Entries<'a>,
+}
+
+impl From<Bundle> for Doc<'_> {
+    fn from(b: Bundle) -> Self {
+        Doc {
+            id: b.id,
+            meta: b.meta,
+            kind: b.kind,
+            timestamp: b.timestamp,
+            link: b.link,
+            entry: Entries::Parsed(b.entry),
+        }
+    }
+}
+
+impl<'a> From<LazyBundle<'a>> for Doc<'a> {
+    fn from(b: LazyBundle<'a>) -> Self {
+        Doc {
+            id: b.id,
+            meta: b.meta,
+            kind: b.kind,
+            timestamp: b.timestamp,
+            link: b.link,
+            entry: Entries::Lazy(b.entry),
+        }
+    }
+}
+
+/// A Bundle's entries: trees, or the text of each (parsed when it is its turn).
+#[derive(Debug)]
+pub(crate) enum Entries<'a> {
+    Parsed(Vec<Entry>),
+    Lazy(Vec<LazyEntry<'a>>),
+}
+
+impl<'a> Entries<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Entries::Parsed(v) => v.len(),
+            Entries::Lazy(v) => v.len(),
+        }
+    }
+
+    /// Whether any entry's resource is a Bundle (an incremental delivery).
+    pub fn any_bundle(&self) -> bool {
+        match self {
+            Entries::Parsed(v) => v
+                .iter()
+                .any(|e| e.resource.as_ref().is_some_and(|r| header(r).0 == "Bundle")),
+            Entries::Lazy(v) => v.iter().any(|e| {
+                e.resource.is_some_and(|r| {
+                    serde_json::from_str::<TypeOnly>(r.get()).is_ok_and(|t| {
+                        t.resource_type.as_ref().and_then(Value::as_str) == Some("Bundle")
+                    })
+                })
+            }),
+        }
+    }
+
+    /// The entries in order, each a tree when it is its turn.
+    pub fn into_entries(self) -> impl Iterator<Item = Entry> + 'a {
+        let (parsed, lazy) = match self {
+            Entries::Parsed(v) => (Some(v.into_iter()), None),
+            Entries::Lazy(v) => (None, Some(v.into_iter())),
+        };
+        parsed
+            .into_iter()
+            .flatten()
+            .chain(lazy.into_iter().flatten().map(LazyEntry::into_entry))
+    }
+}
+
+/// Just a resource's type.
+#[derive(Deserialize)]
+struct TypeOnly {
+    #[serde(rename = "resourceType", default)]
+    resource_type: Option<Value>,
+}
+
+/// A Bundle's top level with each entry's resource left as text. Reading into it checks the
+/// whole document's syntax; anything it does not take as it is (an entry that is not a list, a
+/// field of the wrong type, a duplicate key) makes the reader fall back to the tree of the
+/// whole document, whose messages are the ones to give.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LazyBundle<'a> {
+    #[serde(default)]
+    pub resource_type: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub meta: Option<Meta>,
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    #[serde(default, deserialize_with = "many")]
+    pub link: Vec<Link>,
+    #[serde(default, borrow)]
+    pub entry: Vec<LazyEntry<'a>>,
+}
+
+/// `Bundle.entry` with its resource as text.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LazyEntry<'a> {
+    #[serde(default)]
+    pub full_url: Option<String>,
+    #[serde(default, borrow)]
+    pub resource: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    pub search: Option<Search>,
+}
+
+impl LazyEntry<'_> {
+    fn into_entry(self) -> Entry {
+        Entry {
+            full_url: self.full_url,
+            // The text was checked when the Bundle was read, at a depth no smaller.
+            resource: self
+                .resource
+                .map(|r| serde_json::from_str(r.get()).unwrap_or(Value::Null)),
+            search: self.search,
+        }
+    }
+}
+
 /// `Bundle.link`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]

@@ -84,8 +84,37 @@ impl Frame {
     }
 }
 
+/// A FHIR XML document whose root element's `entry` children were taken out as they closed,
+/// each as the JSON text of its tree: a large Bundle is never one tree.
+pub(crate) struct Lazy {
+    /// The root element without its `entry` children.
+    pub root: Value,
+    /// Each `entry` child of the root, in order.
+    pub entries: Vec<Box<serde_json::value::RawValue>>,
+}
+
+/// [`to_json`] with the root's entries taken out ([`Lazy`]); an error when the root is not a
+/// FHIR element (the caller then reads the whole tree for its message).
+pub(crate) fn to_json_lazy(text: &str) -> Result<Lazy, XmlError> {
+    let mut entries = Vec::new();
+    match convert(text, Some(&mut entries))? {
+        Converted::Fhir(root) => Ok(Lazy { root, entries }),
+        Converted::Foreign { .. } => Err(XmlError {
+            offset: 0,
+            message: "not a FHIR document".into(),
+        }),
+    }
+}
+
 /// Converts a FHIR XML document (UTF-8 text) to the JSON shape of the wire model.
 pub(crate) fn to_json(text: &str) -> Result<Converted, XmlError> {
+    convert(text, None)
+}
+
+/// Where a root's `entry` children go, when they are taken out.
+type EntrySink<'s> = Option<&'s mut Vec<Box<serde_json::value::RawValue>>>;
+
+fn convert(text: &str, mut entries: EntrySink<'_>) -> Result<Converted, XmlError> {
     let mut reader = NsReader::from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
     // Depth inside a skipped (non-FHIR) element; 0 = not skipping.
@@ -125,7 +154,7 @@ pub(crate) fn to_json(text: &str) -> Result<Converted, XmlError> {
                     offset: before,
                     message: "closing tag without an opening tag".into(),
                 })?;
-                close(frame, &mut stack, &mut root);
+                close(frame, &mut stack, &mut root, &mut entries);
                 continue;
             }
             Event::Eof => break,
@@ -162,7 +191,7 @@ pub(crate) fn to_json(text: &str) -> Result<Converted, XmlError> {
             message,
         })?;
         if empty {
-            close(frame, &mut stack, &mut root);
+            close(frame, &mut stack, &mut root, &mut entries);
         } else if stack.len() >= MAX_DEPTH {
             return Err(XmlError {
                 offset: before,
@@ -210,10 +239,19 @@ fn open(start: &BytesStart<'_>, name: String) -> Result<Frame, String> {
     Ok(frame)
 }
 
-fn close(frame: Frame, stack: &mut [Frame], root: &mut Option<Value>) {
+fn close(frame: Frame, stack: &mut [Frame], root: &mut Option<Value>, entries: &mut EntrySink) {
     let name = frame.name.clone();
     let resource = frame.resource;
     let value = frame.into_value();
+    if let (Some(entries), [parent]) = (entries.as_deref_mut(), &*stack)
+        && name == "entry"
+        && parent.resource
+        && parent.name == "Bundle"
+        && let Ok(raw) = serde_json::value::to_raw_value(&value)
+    {
+        entries.push(raw);
+        return;
+    }
     match stack.last_mut() {
         Some(parent) => parent.add_child(name, resource, value),
         None => *root = Some(value),
