@@ -808,7 +808,13 @@ async fn import(
         std::sync::Arc::new(loaded.mappings.clone()),
         crate::sources::ingest::IMPORT_SOURCE,
     );
-    let summary = crate::sources::files::import(&ingestor, paths, max_file_bytes).await?;
+    let summary = crate::sources::files::import(
+        &ingestor,
+        paths,
+        max_file_bytes,
+        crate::progress::Show::for_stderr(),
+    )
+    .await?;
     tracing::info!(
         message = "Import done.",
         bundles = summary.bundles,

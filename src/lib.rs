@@ -20,6 +20,7 @@ pub mod explain;
 pub mod mapping;
 pub mod model;
 pub mod pipeline;
+pub mod progress;
 pub mod run;
 pub mod schedule;
 pub mod sim;

@@ -6,7 +6,7 @@ use super::{Accepted, BundleSink, Format, Refusal};
 use crate::domain::{Pseudonym, PseudonymKey};
 use crate::mapping::Mappings;
 use crate::model::Versioned;
-use crate::store::{IngestedFile, Store, StoreError};
+use crate::store::{IngestedFile, Store, StoreError, VersionRow};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -87,7 +87,7 @@ pub struct ImportSummary {
 
 /// Accumulates a summary as documents are read.
 #[derive(Default)]
-struct Tally {
+pub(crate) struct Tally {
     summary: ImportSummary,
     citizens: HashSet<Pseudonym>,
     unknown: BTreeMap<(String, String, &'static str), UnknownCodeSummary>,
@@ -118,6 +118,24 @@ impl Tally {
         }
     }
 
+    /// Adds another tally (of a document read on another thread).
+    fn merge(&mut self, other: Tally) {
+        let (s, o) = (&mut self.summary, other.summary);
+        s.bundles += o.bundles;
+        s.grants += o.grants;
+        s.visits += o.visits;
+        s.assessments += o.assessments;
+        s.goals += o.goals;
+        s.withdrawn += o.withdrawn;
+        self.citizens.extend(other.citizens);
+        for (k, u) in other.unknown {
+            self.unknown
+                .entry(k)
+                .and_modify(|s| s.count += u.count)
+                .or_insert(u);
+        }
+    }
+
     fn finish(mut self) -> ImportSummary {
         self.summary.citizens = self.citizens.len() as u64;
         self.summary.unknown_codes = self.unknown.into_values().collect();
@@ -129,6 +147,8 @@ impl Tally {
 pub struct ReadOutcome {
     /// Versions to store.
     pub versions: Vec<Versioned>,
+    /// Versions to store, serialized ([`ReadOutcome::serialize`]).
+    pub rows: Vec<VersionRow>,
     /// Problems, one per bad Bundle (or one for an unreadable document).
     pub problems: Vec<String>,
     /// The latest `meta.lastUpdated` among the good reports (a pull's next cursor).
@@ -137,12 +157,36 @@ pub struct ReadOutcome {
     pub next: Option<String>,
 }
 
+impl ReadOutcome {
+    /// Serializes and hashes the versions into rows (on the thread that read them, so that the
+    /// one writer only writes). A version that cannot be stored (an instant outside the years
+    /// 1-9999) becomes a problem.
+    pub fn serialize(&mut self) {
+        for v in std::mem::take(&mut self.versions) {
+            match VersionRow::new(&v) {
+                Ok(row) => self.rows.push(row),
+                Err(e) => self
+                    .problems
+                    .push(format!("{}: {e}", v.record.kind().as_str())),
+            }
+        }
+    }
+}
+
+/// The most versions whose identity a batch remembers to skip repeats without asking the
+/// store: about 40 MB. When full it starts again (the store still skips what it holds).
+const SEEN_MAX: usize = 1_000_000;
+
 /// Batches versions and the files they came from, and writes them in one transaction each.
 pub struct Batch<'a> {
     ingestor: &'a Ingestor,
-    versions: Vec<Versioned>,
+    rows: Vec<VersionRow>,
     files: Vec<IngestedFile>,
     tally: Tally,
+    /// The identities ([`VersionRow::identity`]) of the versions this batch stored or holds:
+    /// a delivery report re-sends the citizen's unchanged resources, and those are counted
+    /// unchanged here, without a round trip to the store.
+    seen: HashSet<(u128, u64)>,
 }
 
 impl Batch<'_> {
@@ -151,12 +195,24 @@ impl Batch<'_> {
     /// then durably stored).
     pub async fn push(
         &mut self,
-        outcome: ReadOutcome,
+        mut outcome: ReadOutcome,
         file: Option<IngestedFile>,
     ) -> Result<bool, StoreError> {
-        self.versions.extend(outcome.versions);
+        outcome.serialize();
+        for row in outcome.rows {
+            let identity = row.identity();
+            if self.seen.contains(&identity) {
+                self.tally.summary.unchanged += 1;
+                continue;
+            }
+            if self.seen.len() >= SEEN_MAX {
+                self.seen.clear();
+            }
+            self.seen.insert(identity);
+            self.rows.push(row);
+        }
         self.files.extend(file);
-        if self.versions.len() >= BATCH_VERSIONS {
+        if self.rows.len() >= BATCH_VERSIONS {
             self.flush(None).await?;
             return Ok(true);
         }
@@ -171,6 +227,11 @@ impl Batch<'_> {
         });
     }
 
+    /// Delivery reports read so far.
+    pub fn bundles(&self) -> u64 {
+        self.tally.summary.bundles
+    }
+
     /// Counts a file skipped because its content was read before.
     pub fn already_read(&mut self) {
         self.tally.summary.files_already_read += 1;
@@ -178,18 +239,23 @@ impl Batch<'_> {
 
     /// Writes what is pending (and the cursor, if given) in one transaction.
     pub async fn flush(&mut self, cursor: Option<&str>) -> Result<(), StoreError> {
-        if self.versions.is_empty() && self.files.is_empty() && cursor.is_none() {
+        if self.rows.is_empty() && self.files.is_empty() && cursor.is_none() {
             return Ok(());
         }
         let cursor = cursor.map(|c| (self.ingestor.source.as_str(), c));
         let put = self
             .ingestor
             .store
-            .put_batch_with_files(&self.versions, cursor, &self.files)
-            .await?;
+            .put_rows_with_files(&self.rows, cursor, &self.files)
+            .await;
+        if put.is_err() {
+            // Nothing of it was stored: forget it, so that a retry stores it.
+            self.seen.clear();
+        }
+        let put = put?;
         self.tally.summary.stored += put.inserted;
         self.tally.summary.unchanged += put.unchanged;
-        self.versions.clear();
+        self.rows.clear();
         self.files.clear();
         Ok(())
     }
@@ -233,9 +299,10 @@ impl Ingestor {
     pub fn batch(&self) -> Batch<'_> {
         Batch {
             ingestor: self,
-            versions: Vec::new(),
+            rows: Vec::new(),
             files: Vec::new(),
             tally: Tally::default(),
+            seen: HashSet::new(),
         }
     }
 
@@ -259,16 +326,39 @@ impl Ingestor {
         origin: &str,
         batch: &mut Batch<'_>,
     ) -> ReadOutcome {
-        match self.parse(bytes, format) {
-            Ok(document) => self.take(document, origin, batch),
+        self.outcome(self.parse(bytes, format), origin, batch)
+    }
+
+    /// [`Ingestor::read`] of a document already parsed.
+    fn outcome(
+        &self,
+        parsed: Result<Document, ReadError>,
+        origin: &str,
+        batch: &mut Batch<'_>,
+    ) -> ReadOutcome {
+        let (out, tally) = self.counted(parsed, origin);
+        batch.tally.merge(tally);
+        out
+    }
+
+    /// [`Ingestor::outcome`] into a tally of its own (on a thread apart from the batch's).
+    pub(crate) fn counted(
+        &self,
+        parsed: Result<Document, ReadError>,
+        origin: &str,
+    ) -> (ReadOutcome, Tally) {
+        match parsed {
+            Ok(document) => self.take_counted(document, origin),
             Err(e) => {
                 tracing::warn!(message = "Document refused.", origin, error = %e);
-                ReadOutcome {
+                let out = ReadOutcome {
                     versions: Vec::new(),
+                    rows: Vec::new(),
                     problems: vec![e.to_string()],
                     last_updated: None,
                     next: None,
-                }
+                };
+                (out, Tally::default())
             }
         }
     }
@@ -276,8 +366,17 @@ impl Ingestor {
     /// Takes a parsed document's good reports, counting into `batch`'s summary; its bad
     /// Bundles become problems (one bad Bundle never stops the others).
     pub fn take(&self, document: Document, origin: &str, batch: &mut Batch<'_>) -> ReadOutcome {
+        let (out, tally) = self.take_counted(document, origin);
+        batch.tally.merge(tally);
+        out
+    }
+
+    /// [`Ingestor::take`] into a tally of its own (on a thread apart from the batch's).
+    pub(crate) fn take_counted(&self, document: Document, origin: &str) -> (ReadOutcome, Tally) {
+        let mut tally = Tally::default();
         let mut out = ReadOutcome {
             versions: Vec::new(),
+            rows: Vec::new(),
             problems: Vec::new(),
             last_updated: None,
             next: document.next,
@@ -285,12 +384,12 @@ impl Ingestor {
         for report in document.reports {
             match report {
                 Ok(r) => {
-                    batch.tally.summary.bundles += 1;
-                    batch.tally.add_counts(&r.counts);
-                    batch.tally.add_unknown(&r.unknown_codes);
+                    tally.summary.bundles += 1;
+                    tally.add_counts(&r.counts);
+                    tally.add_unknown(&r.unknown_codes);
                     for v in &r.versions {
-                        if !batch.tally.citizens.contains(v.record.citizen()) {
-                            batch.tally.citizens.insert(v.record.citizen().clone());
+                        if !tally.citizens.contains(v.record.citizen()) {
+                            tally.citizens.insert(v.record.citizen().clone());
                         }
                     }
                     out.last_updated = out.last_updated.max(Some(r.last_updated));
@@ -302,7 +401,12 @@ impl Ingestor {
                 }
             }
         }
-        out
+        (out, tally)
+    }
+
+    /// Counts a tally taken apart ([`Ingestor::take_counted`]) into `batch`.
+    pub(crate) fn count(&self, batch: &mut Batch<'_>, tally: Tally) {
+        batch.tally.merge(tally);
     }
 }
 

@@ -44,8 +44,10 @@ pub(crate) fn json_problem(e: &serde_json::Error) -> String {
     format!("{kind} at line {} column {}", e.line(), e.column())
 }
 
-/// One record version as it goes into `record_versions`.
-pub(crate) struct VersionRow {
+/// One record version as it goes into `record_versions` (serialized and hashed; built on the
+/// thread that read it, stored by the one writer).
+#[derive(Debug, Clone)]
+pub struct VersionRow {
     pub kind: &'static str,
     pub source: String,
     pub record_key: String,
@@ -57,7 +59,8 @@ pub(crate) struct VersionRow {
 }
 
 impl VersionRow {
-    pub(crate) fn new(v: &Versioned) -> Result<Self, StoreError> {
+    /// Serializes and hashes a version.
+    pub fn new(v: &Versioned) -> Result<Self, StoreError> {
         let payload = serde_json::to_string(&v.record).map_err(|e| StoreError::Invalid {
             what: "record",
             reason: format!("cannot be serialized: {}", json_problem(&e)),
@@ -72,6 +75,29 @@ impl VersionRow {
             content_hash: content_hash(&payload, v.withdrawn),
             payload,
         })
+    }
+}
+
+impl VersionRow {
+    /// What makes two rows the same version (`kind`, `record_key` and the citizen are in the
+    /// payload the content hash covers): half the content hash's bits and a hash of the version
+    /// instant.
+    /// Two rows of one source with the same identity are one stored version.
+    pub fn identity(&self) -> (u128, u64) {
+        use std::hash::{Hash, Hasher};
+        let prefix = self.content_hash.get(..32).unwrap_or(&self.content_hash);
+        // SipHash with fixed keys: the same in every process.
+        let mut at = std::hash::DefaultHasher::new();
+        self.version_at.hash(&mut at);
+        (
+            u128::from_str_radix(prefix, 16).unwrap_or_default(),
+            at.finish(),
+        )
+    }
+
+    /// The source it is stored under.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 }
 

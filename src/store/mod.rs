@@ -18,7 +18,8 @@ pub use error::{Backend, StoreError};
 use crate::domain::Pseudonym;
 use crate::model::{Course, Versioned};
 use chrono::Utc;
-use codec::{CourseRow, VersionColumns, VersionRow};
+pub use codec::VersionRow;
+use codec::{CourseRow, VersionColumns};
 use error::db;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -293,6 +294,17 @@ impl Store {
             .iter()
             .map(VersionRow::new)
             .collect::<Result<Vec<_>, _>>()?;
+        self.put_rows_with_files(&rows, cursor, files).await
+    }
+
+    /// [`Store::put_batch_with_files`] of versions already serialized ([`VersionRow::new`],
+    /// on the threads that read them).
+    pub async fn put_rows_with_files(
+        &self,
+        rows: &[VersionRow],
+        cursor: Option<(&str, &str)>,
+        files: &[IngestedFile],
+    ) -> Result<PutSummary, StoreError> {
         let received_at = codec::instant_text("received_at", Utc::now())?;
         const OP: &str = "storing a batch of record versions";
         let backend = self.backend();

@@ -352,3 +352,84 @@ async fn readers_need_no_secret_of_the_configuration_and_validate_still_names_th
     let import = run(&["import", "/nonexistent/x.json"]);
     assert_eq!(import.status.code(), Some(1), "a writer needs its secrets");
 }
+
+#[test]
+fn import_shows_progress_as_log_lines_on_a_pipe_and_as_a_bar_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("in");
+    let sim = gateway(&[
+        "--config",
+        "config/example.toml",
+        "simulate",
+        "--out",
+        data.to_str().unwrap(),
+        "--citizens",
+        "20",
+        "--days",
+        "10",
+    ]);
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    let files = std::fs::read_dir(&data).unwrap().count();
+    assert!(files > 20, "{files} files");
+
+    // A pipe: a line when the work starts and one when it ends, with the counts.
+    let url = format!("sqlite://{}", dir.path().join("pipe.db").display());
+    let out = gateway(&[
+        "--config",
+        "config/example.toml",
+        "--database",
+        &url,
+        "import",
+        data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    let started = log
+        .lines()
+        .find(|l| l.contains("Started."))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        started.contains("work=\"import\"") || started.contains("work=import"),
+        "{started}"
+    );
+    assert!(started.contains(&format!("files={files}")), "{started}");
+    let done = log
+        .lines()
+        .find(|l| l.contains("Done."))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(done.contains(&format!("files={files}")), "{done}");
+    assert!(done.contains("bundles_per_second="), "{done}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        done.contains(&format!("bundles={}", summary["bundles"])),
+        "{done}"
+    );
+
+    // A terminal (a pseudo-terminal from `script`): a bar with files, Bundles/s and time left,
+    // and no log line about progress.
+    let url = format!("sqlite://{}", dir.path().join("tty.db").display());
+    let command = format!(
+        "{} --config config/example.toml --database {url} import {} >/dev/null",
+        env!("CARGO_BIN_EXE_progression-gateway"),
+        data.display()
+    );
+    let tty = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("script(1) runs");
+    assert!(
+        tty.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tty.stderr)
+    );
+    let screen = String::from_utf8_lossy(&tty.stdout);
+    assert!(screen.contains(&format!("/{files} files")), "{screen}");
+    assert!(screen.contains("Bundles/s"), "{screen}");
+    assert!(screen.contains("left"), "{screen}");
+    assert!(!screen.contains("Started."), "{screen}");
+}

@@ -188,6 +188,7 @@ async fn a_crash_between_storing_and_archiving_loses_and_duplicates_nothing() {
         &ing,
         std::slice::from_ref(&landing.join("r.json")),
         files::DEFAULT_MAX_FILE_BYTES,
+        progression_gateway::progress::Show::Log,
     )
     .await
     .unwrap();
@@ -407,9 +408,14 @@ async fn concurrent_pushes_wait_their_turn_and_every_one_is_stored_on_sqlite() {
     let pushed = common::stored_versions(&store).await;
     let other = tempfile::tempdir().unwrap();
     let (seq, _) = ingestor(other.path(), "push").await;
-    files::import(&seq, &files, files::DEFAULT_MAX_FILE_BYTES)
-        .await
-        .unwrap();
+    files::import(
+        &seq,
+        &files,
+        files::DEFAULT_MAX_FILE_BYTES,
+        progression_gateway::progress::Show::Log,
+    )
+    .await
+    .unwrap();
     assert_eq!(pushed, common::stored_versions(seq.store()).await);
 }
 

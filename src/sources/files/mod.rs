@@ -7,7 +7,8 @@
 //! in between leaves the file in place, and the next poll archives it without reading it again.
 
 use super::Format;
-use super::ingest::{ImportSummary, Ingestor};
+use super::ingest::{ImportSummary, Ingestor, ReadOutcome, Tally};
+use crate::progress::{Progress, Show};
 use crate::store::{IngestedFile, StoreError};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -127,9 +128,10 @@ pub async fn import(
     ingestor: &Ingestor,
     paths: &[PathBuf],
     max_file_bytes: u64,
+    show: Show,
 ) -> Result<ImportSummary, FilesError> {
     let files = collect(paths)?;
-    read_files(ingestor, &files, None, max_file_bytes).await
+    read_files(ingestor, &files, None, max_file_bytes, show).await
 }
 
 /// Polls a landing folder once: reads every waiting file, then archives or rejects it.
@@ -146,7 +148,7 @@ pub async fn poll(ingestor: &Ingestor, cfg: &FilesConfig) -> Result<ImportSummar
     for dir in [cfg.archive(), cfg.rejected()] {
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     }
-    read_files(ingestor, &entries, Some(cfg), cfg.max_file_bytes).await
+    read_files(ingestor, &entries, Some(cfg), cfg.max_file_bytes, Show::Log).await
 }
 
 /// Why a file above the limit is refused.
@@ -173,44 +175,161 @@ fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Result<Vec<u8>, u64>
     Ok(Ok(bytes))
 }
 
+/// One file, read and parsed on a worker thread, in its turn for the writer.
+enum Prepared {
+    /// Above the size limit: its size.
+    TooLarge(u64),
+    /// Could not be read.
+    Unreadable(String),
+    /// Its content was read before (by content hash).
+    AlreadyRead,
+    /// Neither JSON nor XML.
+    Unknown,
+    /// Parsed.
+    Parsed {
+        hash: String,
+        bytes: u64,
+        outcome: Box<ReadOutcome>,
+        tally: Box<Tally>,
+    },
+}
+
+/// Files read and parsed at once, ahead of the writer: one per core.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Reads, hashes and parses one file on a blocking thread; the store is asked once per file
+/// whether its content was read before (no parse then).
+async fn prepare(ingestor: Ingestor, path: PathBuf, max_file_bytes: u64) -> Prepared {
+    let read = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            read_at_most(&path, max_file_bytes).map(|r| r.map(|b| (content_hash(&b), b)))
+        })
+        .await
+    };
+    let (hash, bytes) = match read {
+        Ok(Ok(Ok(x))) => x,
+        Ok(Ok(Err(size))) => return Prepared::TooLarge(size),
+        Ok(Err(e)) => return Prepared::Unreadable(e.to_string()),
+        Err(e) => return Prepared::Unreadable(e.to_string()),
+    };
+    match ingestor.store().file_ingested(&hash).await {
+        Ok(true) => return Prepared::AlreadyRead,
+        Ok(false) => {}
+        // The writer asks again, and stops on the store's error.
+        Err(_) => {}
+    }
+    let Some(format) = Format::from_path(&path).or_else(|| Format::sniff(&bytes)) else {
+        return Prepared::Unknown;
+    };
+    let size = bytes.len() as u64;
+    let name = path.display().to_string();
+    let parsed = tokio::task::spawn_blocking(move || {
+        let (mut outcome, tally) = ingestor.counted(ingestor.parse(&bytes, format), &name);
+        drop(bytes);
+        outcome.serialize();
+        (outcome, tally)
+    });
+    match parsed.await {
+        Ok((outcome, tally)) => Prepared::Parsed {
+            hash,
+            bytes: size,
+            outcome: Box::new(outcome),
+            tally: Box::new(tally),
+        },
+        Err(e) => Prepared::Unreadable(e.to_string()),
+    }
+}
+
 async fn read_files(
     ingestor: &Ingestor,
     files: &[PathBuf],
     landing: Option<&FilesConfig>,
     max_file_bytes: u64,
+    show: Show,
 ) -> Result<ImportSummary, FilesError> {
+    use futures_util::StreamExt;
+    let total_bytes: u64 = files
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let what = if landing.is_some() {
+        "landing folder"
+    } else {
+        "import"
+    };
+    let progress = Progress::start(what, files.len() as u64, total_bytes, show);
+    // Parsing runs ahead on every core, in file order, at most a few files in memory.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(workers());
+    let producer = {
+        let ingestor = ingestor.clone();
+        let files = files.to_vec();
+        tokio::spawn(async move {
+            let mut prepared = futures_util::stream::iter(files)
+                .map(|path| prepare(ingestor.clone(), path, max_file_bytes))
+                .buffered(workers());
+            while let Some(p) = prepared.next().await {
+                if tx.send(p).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
     let mut batch = ingestor.batch();
     let mut pending: Vec<After> = Vec::new();
     for path in files {
+        let Some(prepared) = rx.recv().await else {
+            break;
+        };
         let name = path.display().to_string();
-        let bytes = match read_at_most(path, max_file_bytes) {
-            Ok(Ok(b)) => b,
-            Ok(Err(size)) => {
+        let (hash, size, outcome, tally) = match prepared {
+            Prepared::TooLarge(size) => {
                 let reason = too_large(size, max_file_bytes);
                 tracing::warn!(message = "File refused: too large.", file = %name, bytes = size, limit = max_file_bytes);
                 batch.reject(&name, &reason);
                 pending.push(After::Reject(path.clone(), reason));
+                progress.file_done(0, 0);
                 continue;
             }
-            Err(e) => {
+            Prepared::Unreadable(e) => {
                 batch.reject(&name, format!("cannot read the file: {e}"));
+                progress.file_done(0, 0);
                 continue;
             }
+            Prepared::AlreadyRead => {
+                batch.already_read();
+                pending.push(After::Archive(path.clone()));
+                progress.file_done(0, 0);
+                continue;
+            }
+            Prepared::Unknown => {
+                let reason =
+                    "neither a .json nor a .xml file, and its content is neither".to_owned();
+                batch.reject(&name, &reason);
+                pending.push(After::Reject(path.clone(), reason));
+                progress.file_done(0, 0);
+                continue;
+            }
+            Prepared::Parsed {
+                hash,
+                bytes,
+                outcome,
+                tally,
+            } => (hash, bytes, *outcome, *tally),
         };
-        let hash = content_hash(&bytes);
+        // Asked again in turn: the answer ahead of time may predate a batch of this import.
         if ingestor.store().file_ingested(&hash).await? {
             batch.already_read();
             pending.push(After::Archive(path.clone()));
+            progress.file_done(size, 0);
             continue;
         }
-        let Some(format) = Format::from_path(path).or_else(|| Format::sniff(&bytes)) else {
-            let reason = "neither a .json nor a .xml file, and its content is neither".to_owned();
-            batch.reject(&name, &reason);
-            pending.push(After::Reject(path.clone(), reason));
-            continue;
-        };
-        let outcome = ingestor.read(&bytes, format, &name, &mut batch);
-        drop(bytes);
+        let bundles_before = batch.bundles();
+        ingestor.count(&mut batch, tally);
+        progress.file_done(size, batch.bundles() - bundles_before);
         let problems = outcome.problems.clone();
         // A file with a bad Bundle is not recorded as read: its good Bundles are stored, and a
         // corrected copy dropped again is read again (what was stored is then unchanged).
@@ -234,8 +353,11 @@ async fn read_files(
             settle(landing, &mut pending)?;
         }
     }
+    drop(rx);
+    let _ = producer.await;
     batch.flush(None).await?;
     settle(landing, &mut pending)?;
+    progress.finish();
     Ok(batch.finish().await?)
 }
 
