@@ -198,7 +198,19 @@ impl Batch<'_> {
         mut outcome: ReadOutcome,
         file: Option<IngestedFile>,
     ) -> Result<bool, StoreError> {
+        let known = outcome.problems.len();
         outcome.serialize();
+        // A version the store cannot keep is never dropped in silence.
+        let origin = file
+            .as_ref()
+            .map_or(self.ingestor.source.as_str(), |f| &f.file_name);
+        for problem in &outcome.problems[known..] {
+            tracing::warn!(message = "Version refused.", origin, error = %problem);
+            self.tally.summary.rejected.push(Rejection {
+                file: origin.to_owned(),
+                reason: problem.clone(),
+            });
+        }
         for row in outcome.rows {
             let identity = row.identity();
             if self.seen.contains(&identity) {

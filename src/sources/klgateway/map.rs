@@ -1101,10 +1101,12 @@ fn parse_when(raw: &str, tz: Tz) -> Option<When> {
 }
 
 /// An instant with a time zone (`2021-02-25T02:00:36Z`, `...+01:00`).
+/// An instant with a time zone, in the years 1-9999 (what the store keeps).
 fn parse_instant(raw: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(raw.trim())
         .ok()
         .map(|t| t.with_timezone(&Utc))
+        .filter(|t| (1..=9999).contains(&chrono::Datelike::year(t)))
 }
 
 /// A local time as an instant: the earlier of an ambiguous (autumn) time, and a time in the
