@@ -815,6 +815,7 @@ async fn import(
         crate::progress::Show::for_stderr(),
     )
     .await?;
+    ingestor.store().close().await;
     tracing::info!(
         message = "Import done.",
         bundles = summary.bundles,
@@ -908,6 +909,7 @@ async fn pull(loaded: &Loaded, database: Option<&str>, only: Option<&str>) -> an
     }
     let store = open_store(loaded, database).await?;
     let (runs, failures) = crate::run::pull_sources(loaded, &store, only, false).await;
+    store.close().await;
     for f in &failures {
         eprintln!("error: {f}");
     }
@@ -985,7 +987,9 @@ async fn post(
     let as_of = as_of.unwrap_or_else(|| now.date() - chrono::Days::new(1));
     let store = open_store(loaded, database).await?;
     let ctx = crate::run::Context::new(store.clone(), std::sync::Arc::new(loaded.clone()));
-    let Some(report) = crate::run::post_now(&ctx, as_of, now, dry_run).await? else {
+    let report = crate::run::post_now(&ctx, as_of, now, dry_run).await;
+    store.close().await;
+    let Some(report) = report? else {
         eprintln!(
             "error: the nightly job is running in another process; try again when it is done"
         );

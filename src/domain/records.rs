@@ -41,8 +41,6 @@ pub struct CitizenRecord {
     /// The care system's own id of the citizen (FHIR `Patient.id`): how the gateway refers to
     /// the citizen in the care system (never by CPR), and how a roster may name the citizen.
     pub patient_id: Option<SourceId>,
-    /// The local date of the report this version came from: the custodian applies from it.
-    pub reported_on: Option<NaiveDate>,
     /// SOR code of the custodian organisation (`managingOrganization`), used to find the team.
     pub custodian_sor: Option<String>,
     /// The care system reports the citizen as deceased (`deceasedBoolean: true` or any

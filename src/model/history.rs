@@ -367,7 +367,11 @@ pub fn resolve_history(versions: &[Versioned], tz: chrono_tz::Tz) -> CitizenHist
                 for w in live() {
                     citizen_versions.push(w);
                     if let Record::Citizen(c) = &w.record {
-                        custodians.push((c.reported_on, w.version_at, c.custodian_sor.clone()));
+                        custodians.push((
+                            Some(local(w.version_at)),
+                            w.version_at,
+                            c.custodian_sor.clone(),
+                        ));
                     }
                 }
             }
@@ -617,7 +621,6 @@ mod tests {
             Record::Citizen(CitizenRecord {
                 citizen: who(),
                 patient_id: None,
-                reported_on: None,
                 custodian_sor: None,
                 deceased: false,
                 deceased_on: None,
@@ -654,7 +657,6 @@ mod termination_tests {
             record: Record::Citizen(CitizenRecord {
                 citizen: who(),
                 patient_id: Some(SourceId::parse("patient-1").unwrap()),
-                reported_on: None,
                 custodian_sor: None,
                 deceased,
                 deceased_on: on.map(|d| d.parse().unwrap()),

@@ -263,7 +263,19 @@ impl Store {
     }
 
     /// Closes every connection, waiting for those in use to be returned.
+    /// Closes the store. On SQLite it first moves the write-ahead log into the database file
+    /// (`wal_checkpoint(TRUNCATE)`), so that the file alone holds everything stored, for a
+    /// copy or a backup taken while the gateway is stopped.
     pub async fn close(&self) {
+        if let Pool::Sqlite(pool) = &self.pool {
+            // Best effort: a checkpoint another connection holds up is done at the next close.
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(pool)
+                .await
+            {
+                tracing::debug!(message = "No WAL checkpoint on close.", error = %e);
+            }
+        }
         with_pool!(self, |pool| pool.close().await)
     }
 

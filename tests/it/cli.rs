@@ -408,6 +408,14 @@ fn import_shows_progress_as_log_lines_on_a_pipe_and_as_a_bar_on_a_terminal() {
         done.contains(&format!("bundles={}", summary["bundles"])),
         "{done}"
     );
+    // The import closes the store: the database file alone holds what it stored (the
+    // write-ahead log is checkpointed into it), so a copy of the file is a whole store.
+    let wal = dir.path().join("pipe.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "{} bytes left in the write-ahead log",
+        std::fs::metadata(&wal).map(|m| m.len()).unwrap_or_default()
+    );
 
     // A terminal (a pseudo-terminal from `script`): a bar with files, Bundles/s and time left,
     // and no log line about progress.

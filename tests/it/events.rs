@@ -135,7 +135,6 @@ async fn store_patient(s: &Setup, cpr: &str, patient_id: &str) {
     let record = CitizenRecord {
         citizen: s.who(cpr),
         patient_id: Some(SourceId::parse(patient_id).unwrap()),
-        reported_on: Some(d("2027-01-01")),
         custodian_sor: None,
         deceased: false,
         deceased_on: None,

@@ -659,7 +659,20 @@ fn deceased_boolean_marks_the_citizen_deceased_without_a_date_and_a_later_report
         let profile = citizen(&first);
         assert!(profile.deceased, "{format}");
         assert_eq!(profile.deceased_on, None, "{format}");
-        assert_eq!(profile.reported_on, Some(d("2021-02-25")), "{format}");
+        // Without `meta.lastUpdated` the version instant is the report's: the custodian and a
+        // death without a date apply from its local date, 25 February in Copenhagen.
+        let at = first
+            .versions
+            .iter()
+            .find(|v| matches!(v.record, Record::Citizen(_)))
+            .unwrap()
+            .version_at;
+        assert_eq!(
+            at.with_timezone(&chrono_tz::Europe::Copenhagen)
+                .date_naive(),
+            d("2021-02-25"),
+            "{format}"
+        );
         // Death is the model's to derive from the citizen record: the reader emits no
         // termination of its own (none keyed `{patient}/death`).
         assert_eq!(terminations(&first), 0, "{format}");

@@ -163,11 +163,10 @@ fn goal(
     )
 }
 
-fn person(who: &Pseudonym, patient: &str, sor: Option<&str>, version_at: DateTime<Utc>) -> Record {
+fn person(who: &Pseudonym, patient: &str, sor: Option<&str>) -> Record {
     Record::Citizen(CitizenRecord {
         citizen: who.clone(),
         patient_id: Some(sid(patient)),
-        reported_on: Some(local(version_at)),
         custodian_sor: sor.map(str::to_owned),
         deceased: false,
         deceased_on: None,
@@ -181,7 +180,7 @@ fn deceased(
     died: Option<NaiveDate>,
     version_at: DateTime<Utc>,
 ) -> Versioned {
-    let Record::Citizen(mut c) = person(who, patient, None, version_at) else {
+    let Record::Citizen(mut c) = person(who, patient, None) else {
         unreachable!()
     };
     c.deceased = true;
@@ -218,10 +217,7 @@ fn simple_citizen(
 ) -> Vec<Versioned> {
     let start = d(start);
     let mut out = vec![
-        v(
-            at("2026-12-01T08:00:00Z"),
-            person(who, patient, None, at("2026-12-01T08:00:00Z")),
-        ),
+        v(at("2026-12-01T08:00:00Z"), person(who, patient, None)),
         v(
             at("2026-12-01T08:00:00Z"),
             assignment(who, team, "2026-01-01"),
@@ -791,7 +787,7 @@ async fn of_two_custodian_reports_on_one_day_the_later_instant_wins(store: Store
         (&y, "patient-y", SOR_NORD, [3, 3, 3]),
     ] {
         let t = at("2026-12-20T08:00:00Z");
-        batch.push(v(t, person(who, patient, Some(sor), t)));
+        batch.push(v(t, person(who, patient, Some(sor))));
         batch.push(v(
             at("2026-12-31T10:00:00Z"),
             Record::Grant(grant(
@@ -817,14 +813,14 @@ async fn of_two_custodian_reports_on_one_day_the_later_instant_wins(store: Store
     let (early, late) = (at("2027-01-16T08:00:00Z"), at("2027-01-16T14:00:00Z"));
     night
         .put(&[
-            v(late, person(&x, "patient-x", Some(SOR_NORD), late)),
-            v(late, person(&y, "patient-y", Some(SOR_SYD), late)),
+            v(late, person(&x, "patient-x", Some(SOR_NORD))),
+            v(late, person(&y, "patient-y", Some(SOR_SYD))),
         ])
         .await;
     night
         .put(&[
-            v(early, person(&x, "patient-x", Some(SOR_SYD), early)),
-            v(early, person(&y, "patient-y", Some(SOR_NORD), early)),
+            v(early, person(&x, "patient-x", Some(SOR_SYD))),
+            v(early, person(&y, "patient-y", Some(SOR_NORD))),
         ])
         .await;
     let eval = night.evaluate("2027-01-31").await;
@@ -862,7 +858,7 @@ async fn levels_first_reported_with_a_back_dated_grant_count(store: Store) {
     // first levels (3+3+3) of three conditions, all with the Bundle's instant.
     let t = at("2027-01-05T09:00:00Z");
     let mut bundle = vec![
-        v(t, person(&who, "patient-d", Some(SOR_NORD), t)),
+        v(t, person(&who, "patient-d", Some(SOR_NORD))),
         v(
             t,
             Record::Grant(grant(
@@ -981,7 +977,7 @@ async fn a_death_ends_the_course_on_the_senders_date_and_an_error_undone_pays_it
     // The death was reported in error: a later report says not deceased. The end moves back
     // and the days come back: 28 x 260.00 - 5,200.00.
     let t = at("2027-01-28T08:00:00Z");
-    night.put(&[v(t, person(&who, "patient-b", None, t))]).await;
+    night.put(&[v(t, person(&who, "patient-b", None))]).await;
     assert_eq!(
         night.vouchers_of("2027-01-28").await,
         ["nord care 2027-01 2080.00"]
@@ -1317,7 +1313,7 @@ impl Base {
         let s = self.start();
         let t0 = at("2026-12-01T08:00:00Z");
         let mut out = vec![
-            v(t0, person(who, &self.patient(who), Some(SOR_NORD), t0)),
+            v(t0, person(who, &self.patient(who), Some(SOR_NORD))),
             v(
                 t0,
                 assignment(who, if self.team { "nord" } else { "syd" }, "2026-01-01"),
@@ -1538,12 +1534,7 @@ async fn stability_case(
                     // The citizen, the roster line, or a grant as it stands, with a newer
                     // instant and the same content.
                     let record = match which {
-                        0 => person(
-                            who,
-                            &base.patient(who),
-                            Some(SOR_NORD),
-                            at("2026-12-01T08:00:00Z"),
-                        ),
+                        0 => person(who, &base.patient(who), Some(SOR_NORD)),
                         1 => first[1].record.clone(),
                         2 => {
                             let mut g = base.care_grant(who);
@@ -1725,7 +1716,7 @@ async fn supersession_case(
                     deceased(who, &patient, Some(died), t),
                     v(
                         t + chrono::Duration::days(1),
-                        person(who, &patient, Some(SOR_NORD), t + chrono::Duration::days(1)),
+                        person(who, &patient, Some(SOR_NORD)),
                     ),
                     TerminationReason::Death,
                 ),

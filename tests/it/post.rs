@@ -118,7 +118,6 @@ async fn citizen_b(store: &Store, patient: &str) {
         record: Record::Citizen(CitizenRecord {
             citizen: citizen(2),
             patient_id: Some(SourceId::parse(patient).unwrap()),
-            reported_on: None,
             custodian_sor: None,
             deceased: false,
             deceased_on: None,
@@ -137,7 +136,6 @@ async fn report_death(store: &Store, on: &str) {
         record: Record::Citizen(CitizenRecord {
             citizen: citizen(2),
             patient_id: Some(SourceId::parse("patient-b").unwrap()),
-            reported_on: None,
             custodian_sor: None,
             deceased: true,
             deceased_on: Some(on.parse().unwrap()),

@@ -224,7 +224,6 @@ fn one_of_each_kind(c: &Pseudonym) -> Vec<Versioned> {
             Record::Citizen(CitizenRecord {
                 citizen: c.clone(),
                 patient_id: None,
-                reported_on: None,
                 custodian_sor: Some("123456789012345".into()),
                 deceased: false,
                 deceased_on: None,

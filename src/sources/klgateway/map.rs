@@ -614,7 +614,6 @@ impl Report<'_, '_> {
             Record::Citizen(CitizenRecord {
                 citizen: self.citizen.clone(),
                 patient_id: Some(source_id(&it.name, &it.id)?),
-                reported_on: Some(self.timestamp.with_timezone(&self.tz()).date_naive()),
                 custodian_sor,
                 deceased,
                 deceased_on,

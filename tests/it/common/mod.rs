@@ -324,7 +324,6 @@ impl HistoryBuilder {
         self.h.profile = Some(CitizenRecord {
             citizen: self.who(),
             patient_id: None,
-            reported_on: None,
             custodian_sor: Some(sor.into()),
             deceased: false,
             deceased_on: None,
