@@ -1,6 +1,6 @@
 //! How values are written to and read from the database columns: instants, dates, hashes,
-//! payloads. Portable across SQLite and PostgreSQL because everything is text, integers or
-//! booleans.
+//! payloads. Portable across SQLite and PostgreSQL because everything is text, integers,
+//! booleans or bytes.
 
 use super::StoreError;
 use crate::domain::Pseudonym;
@@ -44,54 +44,73 @@ pub(crate) fn json_problem(e: &serde_json::Error) -> String {
     format!("{kind} at line {} column {}", e.line(), e.column())
 }
 
+/// The stored form of a version instant in `record_versions`: microseconds since
+/// 1970-01-01T00:00:00Z (years 1-9999). Anything below a microsecond is truncated.
+pub(crate) fn instant_micros(what: &'static str, at: DateTime<Utc>) -> Result<i64, StoreError> {
+    if !(1..=9999).contains(&at.year()) {
+        return Err(StoreError::Invalid {
+            what,
+            reason: format!("year {} is outside 0001-9999", at.year()),
+        });
+    }
+    Ok(at.timestamp_micros())
+}
+
+/// Reads an instant written by [`instant_micros`].
+pub(crate) fn micros_instant(micros: i64) -> Result<DateTime<Utc>, String> {
+    DateTime::from_timestamp_micros(micros)
+        .filter(|t| (1..=9999).contains(&t.year()))
+        .ok_or_else(|| "a version instant outside the years 1-9999".to_owned())
+}
+
 /// One record version as it goes into `record_versions` (serialized and hashed; built on the
 /// thread that read it, stored by the one writer).
 #[derive(Debug, Clone)]
 pub struct VersionRow {
     pub kind: &'static str,
     pub source: String,
-    pub record_key: String,
-    pub citizen: String,
-    pub version_at: String,
+    /// The pseudonym's 32 bytes.
+    pub citizen: Vec<u8>,
+    /// Microseconds since 1970 ([`instant_micros`]).
+    pub version_at: i64,
     pub withdrawn: bool,
-    pub content_hash: String,
+    /// The first 16 bytes of [`content_hash`] of the whole serialized record.
+    pub content_hash: [u8; HASH_BYTES],
+    /// The record without its kind and citizen ([`compact_payload`]).
     pub payload: String,
 }
+
+/// Bytes of the content hash kept per version: 128 bits.
+pub(crate) const HASH_BYTES: usize = 16;
 
 impl VersionRow {
     /// Serializes and hashes a version.
     pub fn new(v: &Versioned) -> Result<Self, StoreError> {
-        let payload = serde_json::to_string(&v.record).map_err(|e| StoreError::Invalid {
+        let whole = serde_json::to_string(&v.record).map_err(|e| StoreError::Invalid {
             what: "record",
             reason: format!("cannot be serialized: {}", json_problem(&e)),
         })?;
+        let citizen = v.record.citizen();
+        let kind = v.record.kind().as_str();
+        let mut hash = [0u8; HASH_BYTES];
+        hash.copy_from_slice(&content_hash_bytes(&whole, v.withdrawn)[..HASH_BYTES]);
         Ok(Self {
-            kind: v.record.kind().as_str(),
+            kind,
             source: v.source.clone(),
-            record_key: v.record.key(),
-            citizen: v.record.citizen().to_string(),
-            version_at: instant_text("version_at", v.version_at)?,
+            citizen: pseudonym_bytes(citizen),
+            version_at: instant_micros("version_at", v.version_at)?,
             withdrawn: v.withdrawn,
-            content_hash: content_hash(&payload, v.withdrawn),
-            payload,
+            content_hash: hash,
+            payload: compact_payload(&whole, kind, citizen),
         })
     }
-}
 
-impl VersionRow {
-    /// What makes two rows the same version (`kind`, `record_key` and the citizen are in the
-    /// payload the content hash covers): half the content hash's bits and a hash of the version
-    /// instant.
-    /// Two rows of one source with the same identity are one stored version.
+    /// What makes two rows of one source the same stored version: the content hash (it
+    /// covers the kind, the key and the citizen) and the version instant.
     pub fn identity(&self) -> (u128, u64) {
-        use std::hash::{Hash, Hasher};
-        let prefix = self.content_hash.get(..32).unwrap_or(&self.content_hash);
-        // SipHash with fixed keys: the same in every process.
-        let mut at = std::hash::DefaultHasher::new();
-        self.version_at.hash(&mut at);
         (
-            u128::from_str_radix(prefix, 16).unwrap_or_default(),
-            at.finish(),
+            u128::from_be_bytes(self.content_hash),
+            self.version_at as u64,
         )
     }
 
@@ -101,8 +120,82 @@ impl VersionRow {
     }
 }
 
+/// The 32 bytes of a pseudonym (64 hex characters).
+pub(crate) fn pseudonym_bytes(p: &Pseudonym) -> Vec<u8> {
+    hex::decode(p.as_str()).expect("a pseudonym is 64 hex characters")
+}
+
+/// The pseudonym of 32 stored bytes.
+pub(crate) fn bytes_pseudonym(bytes: &[u8]) -> Result<Pseudonym, String> {
+    if bytes.len() != 32 {
+        return Err(format!("a citizen of {} bytes, not 32", bytes.len()));
+    }
+    Pseudonym::parse(&hex::encode(bytes)).map_err(|e| e.to_string())
+}
+
+/// The opening of a whole serialized [`crate::model::Record`]: `{"kind":"KIND","record":`.
+fn whole_prefix(kind: &str) -> String {
+    format!("{{\"kind\":\"{kind}\",\"record\":")
+}
+
+/// The stored payload of a serialized record: the record's object without the kind (the
+/// `kind` column) and without its `"citizen"` member (the `citizen` column), about a third
+/// smaller. Where the text does not have exactly that shape the whole record is kept; the
+/// reader tells the two apart by the opening `{"kind":` ([`expand_payload`]).
+pub(crate) fn compact_payload(whole: &str, kind: &str, citizen: &Pseudonym) -> String {
+    let member = format!("\"citizen\":\"{}\"", citizen.as_str());
+    let Some(inner) = whole
+        .strip_prefix(whole_prefix(kind).as_str())
+        .and_then(|rest| rest.strip_suffix('}'))
+    else {
+        return whole.to_owned();
+    };
+    // A quote inside a JSON string is escaped, so the member's text occurs only as a member;
+    // exactly one occurrence is the record's own `citizen`.
+    if !inner.starts_with('{') || inner.matches(member.as_str()).count() != 1 {
+        return whole.to_owned();
+    }
+    let at = inner.find(member.as_str()).expect("counted once");
+    let end = at + member.len();
+    let (from, to) = if inner[end..].starts_with(',') {
+        (at, end + 1)
+    } else if inner[..at].ends_with(',') {
+        (at - 1, end)
+    } else {
+        (at, end)
+    };
+    let mut out = String::with_capacity(inner.len() - (to - from));
+    out.push_str(&inner[..from]);
+    out.push_str(&inner[to..]);
+    out
+}
+
+/// The whole serialized record of a stored payload ([`compact_payload`]).
+pub(crate) fn expand_payload(payload: &str, kind: &str, citizen: &Pseudonym) -> String {
+    if payload.starts_with("{\"kind\":") {
+        return payload.to_owned();
+    }
+    let rest = payload.strip_prefix('{').unwrap_or(payload);
+    let sep = if rest.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
+    format!(
+        "{}{{\"citizen\":\"{}\"{sep}{rest}}}",
+        whole_prefix(kind),
+        citizen.as_str()
+    )
+}
+
 /// sha256 (lower-case hex) of the serialized record and the withdrawn flag.
+#[cfg(test)]
 pub(crate) fn content_hash(payload: &str, withdrawn: bool) -> String {
+    hex::encode(content_hash_bytes(payload, withdrawn))
+}
+
+/// sha256 of the serialized record and the withdrawn flag.
+pub(crate) fn content_hash_bytes(payload: &str, withdrawn: bool) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(payload.as_bytes());
     h.update(if withdrawn {
@@ -110,29 +203,35 @@ pub(crate) fn content_hash(payload: &str, withdrawn: bool) -> String {
     } else {
         b"\nwithdrawn=false".as_slice()
     });
-    hex::encode(h.finalize())
+    h.finalize().into()
 }
 
 /// The columns of `record_versions` that [`decode_version`] reads, in `SELECT` order:
-/// id, citizen, source, version_at, withdrawn, payload.
-pub(crate) type VersionColumns = (i64, String, String, String, bool, String);
+/// id, kind, citizen, source, version_at, withdrawn, payload.
+pub(crate) type VersionColumns = (i64, String, Vec<u8>, String, i64, bool, String);
 
 /// Rebuilds a stored version; the error text names the problem, never the payload.
 pub(crate) fn decode_version(
-    (id, citizen, source, version_at, withdrawn, payload): VersionColumns,
+    (id, kind, citizen, source, version_at, withdrawn, payload): VersionColumns,
 ) -> Result<(Pseudonym, Versioned), StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         what: "record version",
         row: id.to_string(),
         reason,
     };
-    let citizen = Pseudonym::parse(&citizen).map_err(|e| corrupt(e.to_string()))?;
-    let version_at = parse_instant(&version_at).map_err(corrupt)?;
+    let citizen = bytes_pseudonym(&citizen).map_err(corrupt)?;
+    let version_at = micros_instant(version_at).map_err(corrupt)?;
     let record: crate::model::Record =
-        serde_json::from_str(&payload).map_err(|e| corrupt(json_problem(&e)))?;
+        serde_json::from_str(&expand_payload(&payload, &kind, &citizen))
+            .map_err(|e| corrupt(json_problem(&e)))?;
     if record.citizen() != &citizen {
         return Err(corrupt(
             "the payload's citizen differs from the citizen column".into(),
+        ));
+    }
+    if record.kind().as_str() != kind {
+        return Err(corrupt(
+            "the payload's kind differs from the kind column".into(),
         ));
     }
     Ok((
@@ -237,6 +336,91 @@ mod tests {
     fn the_hash_covers_the_withdrawn_flag() {
         assert_ne!(content_hash("{}", false), content_hash("{}", true));
         assert_eq!(content_hash("{}", false).len(), 64);
+    }
+
+    #[test]
+    fn version_instants_are_microseconds_and_read_back() {
+        let c: DateTime<Utc> = "2027-01-04T10:00:00.123456789Z".parse().unwrap();
+        let m = instant_micros("t", c).unwrap();
+        assert_eq!(m, 1_799_056_800_123_456);
+        assert_eq!(
+            micros_instant(m).unwrap(),
+            "2027-01-04T10:00:00.123456Z"
+                .parse::<DateTime<Utc>>()
+                .unwrap()
+        );
+        let far = DateTime::<Utc>::from_timestamp(300_000_000_000, 0).unwrap();
+        assert!(instant_micros("version_at", far).is_err());
+        assert!(micros_instant(i64::MAX).is_err());
+    }
+
+    fn who() -> Pseudonym {
+        Pseudonym::parse(&"ab".repeat(32)).unwrap()
+    }
+
+    #[test]
+    fn a_payload_drops_the_kind_and_the_citizen_and_expands_to_the_same_text() {
+        let citizen = who();
+        let c = citizen.as_str();
+        for (kind, inner, compact) in [
+            (
+                "visit",
+                format!(r#"{{"source_id":"v1","citizen":"{c}","mode":"home"}}"#),
+                r#"{"source_id":"v1","mode":"home"}"#.to_owned(),
+            ),
+            (
+                "citizen",
+                format!(r#"{{"citizen":"{c}","deceased":false}}"#),
+                r#"{"deceased":false}"#.to_owned(),
+            ),
+            (
+                "goal",
+                format!(r#"{{"source_id":"g","citizen":"{c}"}}"#),
+                r#"{"source_id":"g"}"#.to_owned(),
+            ),
+            (
+                "citizen",
+                format!(r#"{{"citizen":"{c}"}}"#),
+                "{}".to_owned(),
+            ),
+        ] {
+            let whole = format!(r#"{{"kind":"{kind}","record":{inner}}}"#);
+            let stored = compact_payload(&whole, kind, &citizen);
+            assert_eq!(stored, compact, "{whole}");
+            let back: serde_json::Value =
+                serde_json::from_str(&expand_payload(&stored, kind, &citizen)).unwrap();
+            assert_eq!(
+                back,
+                serde_json::from_str::<serde_json::Value>(&whole).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn a_payload_of_another_shape_is_kept_whole_and_read_as_it_is() {
+        let citizen = who();
+        let c = citizen.as_str();
+        // The citizen twice (a nested member), or not at all, or another kind's opening.
+        for (kind, whole) in [
+            (
+                "visit",
+                format!(
+                    r#"{{"kind":"visit","record":{{"citizen":"{c}","x":{{"citizen":"{c}"}}}}}}"#
+                ),
+            ),
+            (
+                "visit",
+                r#"{"kind":"visit","record":{"source_id":"v"}}"#.to_owned(),
+            ),
+            (
+                "grant",
+                format!(r#"{{"kind":"visit","record":{{"citizen":"{c}"}}}}"#),
+            ),
+        ] {
+            let stored = compact_payload(&whole, kind, &citizen);
+            assert_eq!(stored, whole);
+            assert_eq!(expand_payload(&stored, kind, &citizen), whole);
+        }
     }
 
     #[test]

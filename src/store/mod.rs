@@ -42,12 +42,12 @@ const SLOW_STATEMENT: Duration = Duration::from_secs(1);
 /// How long to wait for a PostgreSQL connection.
 const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Record versions per `INSERT` statement (9 parameters each; SQLite allows 32766 per
+/// Record versions per `INSERT` statement (8 parameters each; SQLite allows 32766 per
 /// statement, PostgreSQL 65535).
 const VERSIONS_PER_INSERT: usize = 1000;
-const VERSION_INSERT_COLUMNS: &str = "kind, source, record_key, citizen, version_at, withdrawn, \
-     content_hash, payload, received_at";
-const VERSION_INSERT_PARAMS: usize = 9;
+const VERSION_INSERT_COLUMNS: &str = "kind, source, citizen, version_at, withdrawn, content_hash, \
+     payload, received_at";
+const VERSION_INSERT_PARAMS: usize = 8;
 
 /// Citizens per upsert of `citizen_versions` (2 parameters each).
 const CITIZENS_PER_UPSERT: usize = 1000;
@@ -59,10 +59,10 @@ const COURSE_INSERT_COLUMNS: &str = "id, citizen, track, kind, need_score, need_
      payload";
 const COURSE_INSERT_PARAMS: usize = 14;
 
-const SELECT_VERSIONS_OF_CITIZEN: &str = "SELECT id, citizen, source, version_at, withdrawn, \
-     payload FROM record_versions WHERE citizen = $1 ORDER BY id";
-const SELECT_ALL_VERSIONS: &str = "SELECT id, citizen, source, version_at, withdrawn, payload \
-     FROM record_versions ORDER BY citizen, id";
+const SELECT_VERSIONS_OF_CITIZEN: &str = "SELECT id, kind, citizen, source, version_at, \
+     withdrawn, payload FROM record_versions WHERE citizen = $1 ORDER BY id";
+const SELECT_ALL_VERSIONS: &str = "SELECT id, kind, citizen, source, version_at, withdrawn, \
+     payload FROM record_versions ORDER BY citizen, id";
 const SELECT_CITIZENS: &str = "SELECT DISTINCT citizen FROM record_versions ORDER BY citizen";
 const SELECT_CURSOR: &str = "SELECT cursor FROM source_cursors WHERE source = $1";
 const UPSERT_CURSOR: &str = "INSERT INTO source_cursors (source, cursor, updated_at) \
@@ -317,7 +317,9 @@ impl Store {
         cursor: Option<(&str, &str)>,
         files: &[IngestedFile],
     ) -> Result<PutSummary, StoreError> {
-        let received_at = codec::instant_text("received_at", Utc::now())?;
+        let now = Utc::now();
+        let received_at = codec::instant_text("received_at", now)?;
+        let received_secs = now.timestamp();
         const OP: &str = "storing a batch of record versions";
         let backend = self.backend();
         let _turn = self.write_turn().await;
@@ -332,28 +334,27 @@ impl Store {
                     VERSION_INSERT_COLUMNS,
                     VERSION_INSERT_PARAMS,
                     chunk.len(),
-                    " ON CONFLICT (kind, source, record_key, version_at, content_hash) DO NOTHING \
+                    " ON CONFLICT (source, content_hash, version_at) DO NOTHING \
                      RETURNING id, citizen, kind",
                 );
-                let mut query = sqlx::query_as::<_, (i64, String, String)>(AssertSqlSafe(sql));
+                let mut query = sqlx::query_as::<_, (i64, Vec<u8>, String)>(AssertSqlSafe(sql));
                 for r in chunk {
                     query = query
                         .bind(r.kind)
                         .bind(r.source.as_str())
-                        .bind(r.record_key.as_str())
-                        .bind(r.citizen.as_str())
-                        .bind(r.version_at.as_str())
+                        .bind(r.citizen.as_slice())
+                        .bind(r.version_at)
                         .bind(r.withdrawn)
-                        .bind(r.content_hash.as_str())
+                        .bind(r.content_hash.as_slice())
                         .bind(r.payload.as_str())
-                        .bind(received_at.as_str());
+                        .bind(received_secs);
                 }
                 for (id, citizen, kind) in query.fetch_all(&mut *tx).await.map_err(db(OP))? {
                     inserted += 1;
                     if !crate::model::MODEL_KINDS.iter().any(|k| k.as_str() == kind) {
                         continue;
                     }
-                    let latest = changed.entry(citizen).or_insert(id);
+                    let latest = changed.entry(hex::encode(&citizen)).or_insert(id);
                     *latest = (*latest).max(id);
                 }
             }
@@ -430,19 +431,18 @@ impl Store {
 
     /// Every citizen with at least one stored version, sorted.
     pub async fn citizens(&self) -> Result<Vec<Pseudonym>, StoreError> {
-        let texts = with_pool!(self, |pool| {
-            sqlx::query_scalar::<_, String>(SELECT_CITIZENS)
+        let all = with_pool!(self, |pool| {
+            sqlx::query_scalar::<_, Vec<u8>>(SELECT_CITIZENS)
                 .fetch_all(pool)
                 .await
         })
         .map_err(db("listing citizens"))?;
-        texts
-            .into_iter()
-            .map(|t| {
-                Pseudonym::parse(&t).map_err(|e| StoreError::Corrupt {
+        all.into_iter()
+            .map(|bytes| {
+                codec::bytes_pseudonym(&bytes).map_err(|reason| StoreError::Corrupt {
                     what: "citizen pseudonym",
                     row: "in record_versions".into(),
-                    reason: e.to_string(),
+                    reason,
                 })
             })
             .collect()
@@ -452,7 +452,7 @@ impl Store {
     pub async fn versions(&self, citizen: &Pseudonym) -> Result<Vec<Versioned>, StoreError> {
         let rows = with_pool!(self, |pool| {
             sqlx::query(SELECT_VERSIONS_OF_CITIZEN)
-                .bind(citizen.as_str())
+                .bind(codec::pseudonym_bytes(citizen))
                 .try_map(|row| decode_version_row(&row))
                 .fetch_all(pool)
                 .await
@@ -494,7 +494,7 @@ impl Store {
         let mut current: Option<(Pseudonym, Vec<Versioned>)> = None;
         let mut citizens = 0u64;
         let sql = format!(
-            "SELECT id, citizen, source, version_at, withdrawn, payload FROM record_versions \
+            "SELECT id, kind, citizen, source, version_at, withdrawn, payload FROM record_versions \
              WHERE kind IN ({}) ORDER BY citizen, id",
             kind_list(kinds)
         );
@@ -611,14 +611,14 @@ impl Store {
         for chunk in sorted.chunks(CITIZENS_PER_READ) {
             let marks = placeholders(self.backend(), chunk.len());
             let sql = format!(
-                "SELECT id, citizen, source, version_at, withdrawn, payload FROM record_versions \
+                "SELECT id, kind, citizen, source, version_at, withdrawn, payload FROM record_versions \
                  WHERE citizen IN ({marks}) AND kind IN ({}) ORDER BY citizen, id",
                 kind_list(kinds)
             );
             let rows = with_pool!(self, |pool| {
                 let mut q = sqlx::query(AssertSqlSafe(sql));
                 for who in chunk {
-                    q = q.bind(who.as_str());
+                    q = q.bind(codec::pseudonym_bytes(who));
                 }
                 q.try_map(|row| decode_version_row(&row))
                     .fetch_all(pool)
@@ -651,7 +651,7 @@ impl Store {
     ) -> Result<Vec<(Pseudonym, Vec<Versioned>)>, StoreError> {
         let list = kind_list(kinds);
         let sql = format!(
-            "SELECT id, citizen, source, version_at, withdrawn, payload FROM record_versions \
+            "SELECT id, kind, citizen, source, version_at, withdrawn, payload FROM record_versions \
              WHERE kind IN ({list}) ORDER BY citizen, id"
         );
         let rows = with_pool!(self, |pool| {

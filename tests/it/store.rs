@@ -1367,3 +1367,174 @@ async fn voucher_states_are_counted(store: Store) {
     );
 }
 store_test!(voucher_states_are_counted);
+
+// ---------------------------------------------------------------------------------------------
+// Migration 0007: a store of the text format (0001-0006) moves to the compact one
+// ---------------------------------------------------------------------------------------------
+
+/// Applies only the migrations numbered below 7 (the text format of `record_versions`).
+async fn migrate_to_text_format<DB>(pool: &sqlx::Pool<DB>, backend: &str)
+where
+    DB: sqlx::Database,
+    <DB as sqlx::Database>::Connection: sqlx::migrate::Migrate,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0007" {
+            std::fs::copy(&path, dir.path().join(&name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    assert_eq!(migrator.iter().count(), 6);
+    migrator.run(pool).await.unwrap();
+}
+
+/// A version as the text format stored it: pseudonym and sha256 as hex, instants as RFC 3339
+/// text, the whole Record as JSON.
+fn text_row(v: &Versioned) -> [String; 8] {
+    use sha2::Digest;
+    let whole = serde_json::to_string(&v.record).unwrap();
+    let mut h = sha2::Sha256::new();
+    h.update(whole.as_bytes());
+    h.update(b"\nwithdrawn=false");
+    [
+        v.record.kind().as_str().to_owned(),
+        v.source.clone(),
+        v.record.key(),
+        v.record.citizen().to_string(),
+        v.version_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        hex::encode(h.finalize()),
+        whole,
+        "2026-12-01T08:00:00.000000Z".to_owned(),
+    ]
+}
+
+const TEXT_INSERT: &str = "INSERT INTO record_versions (kind, source, record_key, citizen, \
+     version_at, withdrawn, content_hash, payload, received_at) \
+     VALUES ($1, $2, $3, $4, $5, false, $6, $7, $8)";
+
+/// After the migration every version reads back as it was stored, the same versions sent
+/// again are unchanged (the converted hash and instant are the identity the store computes
+/// now), and a new version is stored in the compact form.
+async fn the_migrated_store_reads_back_and_knows_its_versions(url: &str, old: &[Versioned]) {
+    let store = Store::connect(url).await.unwrap();
+    let c = keyed_citizen();
+    assert_eq!(store.versions(&c).await.unwrap(), old);
+    assert_eq!(store.citizens().await.unwrap(), vec![c.clone()]);
+    assert_eq!(
+        store.put_batch(old, None).await.unwrap(),
+        PutSummary {
+            inserted: 0,
+            unchanged: old.len() as u64
+        }
+    );
+    let mut newer = old[1].clone();
+    newer.version_at = at("2027-03-01T12:00:00.654321Z");
+    assert_eq!(
+        store
+            .put_batch(&[newer.clone()], None)
+            .await
+            .unwrap()
+            .inserted,
+        1
+    );
+    let mut want = old.to_vec();
+    want.push(newer);
+    assert_eq!(store.versions(&c).await.unwrap(), want);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_sqlite_store_of_the_text_format_migrates_to_the_compact_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let old = one_of_each_kind(&keyed_citizen());
+    {
+        let options: sqlx::sqlite::SqliteConnectOptions = url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .unwrap()
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        migrate_to_text_format(&pool, "sqlite").await;
+        for v in &old {
+            let mut q = sqlx::query(TEXT_INSERT);
+            for value in text_row(v) {
+                q = q.bind(value);
+            }
+            q.execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    the_migrated_store_reads_back_and_knows_its_versions(&url, &old).await;
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (citizen, hash, at): (Vec<u8>, Vec<u8>, i64) = sqlx::query_as(
+        "SELECT citizen, content_hash, version_at FROM record_versions ORDER BY id LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(hex::encode(&citizen), keyed_citizen().to_string());
+    assert_eq!(hash.len(), 16);
+    assert_eq!(at, old[0].version_at.timestamp_micros());
+    let payloads: Vec<String> =
+        sqlx::query_scalar("SELECT payload FROM record_versions ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(
+        payloads[..old.len()]
+            .iter()
+            .all(|p| p.starts_with("{\"kind\":"))
+    );
+    let newest = payloads.last().unwrap();
+    assert!(
+        !newest.starts_with("{\"kind\":") && !newest.contains(&keyed_citizen().to_string()),
+        "{newest}"
+    );
+}
+
+#[tokio::test]
+async fn a_postgres_store_of_the_text_format_migrates_to_the_compact_one() {
+    let Some(server) = std::env::var(PG_ENV).ok().filter(|s| !s.trim().is_empty()) else {
+        println!("skipped: {PG_ENV} not set");
+        return;
+    };
+    let name = unique_database_name();
+    let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = with_database(&server, &name);
+    let old = one_of_each_kind(&keyed_citizen());
+    let outcome = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            migrate_to_text_format(&pool, "postgres").await;
+            for v in &old {
+                let mut q = sqlx::query(TEXT_INSERT);
+                for value in text_row(v) {
+                    q = q.bind(value);
+                }
+                q.execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+            the_migrated_store_reads_back_and_knows_its_versions(&url, &old).await;
+        }
+    })
+    .await;
+    let _ = sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
