@@ -1209,3 +1209,54 @@ fn references_by_full_url_and_urn_uuid_resolve() {
             .grants
     );
 }
+
+/// A resource read from its text straight into the wire model, and one the text path does
+/// not take as it is (a member twice, a value of the wrong type), give what the tree of the
+/// whole document gives: the same versions, and the same message naming the element.
+#[test]
+fn resources_read_from_their_text_equal_the_whole_tree() {
+    use progression_gateway::sources::klgateway::read_whole;
+    let base = text("DeliveryReport-JensHansen-new-1", Format::Json);
+    let first_care_plan = "\"resourceType\": \"CarePlan\",";
+    assert!(base.contains(first_care_plan));
+    for (what, edited) in [
+        ("as sent", base.clone()),
+        (
+            // A duplicate member: the tree keeps the last, so the status stays `active`.
+            "a status twice",
+            base.replacen(
+                first_care_plan,
+                &format!("{first_care_plan} \"status\": \"completed\","),
+                1,
+            ),
+        ),
+        (
+            "a number where a status is expected",
+            base.replacen("\"status\": \"active\"", "\"status\": 7", 1),
+        ),
+    ] {
+        let fast = read(edited.as_bytes(), Format::Json, &ctx());
+        let whole = read_whole(edited.as_bytes(), Format::Json, &ctx());
+        assert_eq!(fast, whole, "{what}");
+        let doc = fast.unwrap();
+        match what {
+            "a number where a status is expected" => {
+                let e = doc.reports[0].as_ref().unwrap_err().to_string();
+                assert!(
+                    e.contains("status: a number where a string is expected"),
+                    "{e}"
+                );
+            }
+            _ => {
+                let r = doc.reports[0].as_ref().unwrap();
+                assert!(
+                    r.versions.iter().any(|v| matches!(
+                        &v.record,
+                        Record::Grant(g) if g.status == GrantStatus::Active
+                    )),
+                    "{what}"
+                );
+            }
+        }
+    }
+}

@@ -94,7 +94,7 @@ pub(super) fn read_document(
 }
 
 /// A search page's OperationOutcome entry (`search.mode = outcome`) is no delivery report.
-fn is_outcome(entry: &wire::Entry) -> bool {
+fn is_outcome(entry: &wire::Next<'_>) -> bool {
     entry
         .search
         .as_ref()
@@ -102,7 +102,7 @@ fn is_outcome(entry: &wire::Entry) -> bool {
         || entry
             .resource
             .as_ref()
-            .is_some_and(|r| wire::header(r).0 == "OperationOutcome")
+            .is_some_and(|r| r.header().0 == "OperationOutcome")
 }
 
 fn has_profile(meta: Option<&Meta>, name: &str) -> bool {
@@ -114,7 +114,7 @@ fn read_nested(
     outer: &str,
     what: &str,
     i: usize,
-    entry: wire::Entry,
+    entry: wire::Next<'_>,
     ctx: &ReadContext,
 ) -> Result<BundleReport, ReadError> {
     let Some(value) = entry.resource else {
@@ -123,7 +123,7 @@ fn read_nested(
             "missing Bundle.entry.resource",
         ));
     };
-    let (kind, id) = wire::header(&value);
+    let (kind, id) = value.header();
     if kind != "Bundle" {
         return Err(ReadError::invalid(
             resource_name(&kind, id.as_deref(), i),
@@ -140,8 +140,16 @@ fn read_nested(
             format!("Bundle.id {problem}: the delivery report is refused"),
         ));
     }
-    let bundle: wire::Bundle = wire::from_value(value)
-        .map_err(|wire::ShapeError(e)| ReadError::invalid(&name, format!("unreadable: {e}")))?;
+    // Its entries stay text where the Bundle's top level is as the wire model takes it.
+    let lazy = value
+        .text()
+        .and_then(|t| serde_json::from_str::<wire::LazyBundle>(t).ok());
+    let bundle: wire::Doc<'_> = match lazy {
+        Some(lazy) => lazy.into(),
+        None => wire::from_value::<wire::Bundle>(value.into_tree())
+            .map_err(|wire::ShapeError(e)| ReadError::invalid(&name, format!("unreadable: {e}")))?
+            .into(),
+    };
     if bundle.kind.as_deref() != Some("collection") {
         return Err(ReadError::invalid(
             name,
@@ -154,7 +162,7 @@ fn read_nested(
             ),
         ));
     }
-    read_report(bundle.into(), ctx)
+    read_report(bundle, ctx)
 }
 
 /// `Type/id`, or `Type (entry N)` when the resource has no id or one that is not shown
@@ -244,9 +252,9 @@ fn read_report(bundle: wire::Doc<'_>, ctx: &ReadContext) -> Result<BundleReport,
                 "missing Bundle.entry.resource",
             ));
         };
-        let (kind, id) = wire::header(&value);
+        let (kind, id) = value.header();
         let rname = resource_name(&kind, id.as_deref(), i);
-        let resource = match wire::parse_resource(value) {
+        let resource = match value.parse() {
             Err(wire::ShapeError(m)) => {
                 return Err(ReadError::invalid(rname, format!("unreadable: {m}")));
             }

@@ -9,28 +9,64 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
 
-/// A repeating element: a JSON array, or a single value (XML, or a sloppy sender).
+/// A repeating element: a JSON array, or a single value (XML, or a sloppy sender). Read
+/// straight from the deserializer, without a tree in between.
 fn many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
-    T: DeserializeOwned,
+    T: Deserialize<'de>,
 {
-    match Option::<Value>::deserialize(d)? {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| from_value(v).map_err(|e| de::Error::custom(e.nested(Some(i)))))
-            .collect(),
-        Some(one) => Ok(vec![
-            from_value(one).map_err(|e| de::Error::custom(e.nested(None)))?,
-        ]),
+    use de::IntoDeserializer;
+    use de::value::MapAccessDeserializer;
+    struct Many<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> de::Visitor<'de> for Many<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a value or a list of values")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            while let Some(one) = seq.next_element()? {
+                all.push(one);
+            }
+            Ok(all)
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map)).map(|one| vec![one])
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            T::deserialize(v.into_deserializer()).map(|one| vec![one])
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            T::deserialize(de::value::BorrowedStrDeserializer::new(v)).map(|one| vec![one])
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            T::deserialize(v.into_deserializer()).map(|one| vec![one])
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            T::deserialize(v.into_deserializer()).map(|one| vec![one])
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            T::deserialize(v.into_deserializer()).map(|one| vec![one])
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            T::deserialize(v.into_deserializer()).map(|one| vec![one])
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            T::deserialize(v.into_deserializer()).map(|one| vec![one])
+        }
     }
+    d.deserialize_any(Many(std::marker::PhantomData))
 }
-
-/// Marks a message of ours (an element path and what is wrong) inside a serde error, so that
-/// an outer [`from_value`] keeps it instead of dropping it as serde text.
-const NESTED: char = '\u{1}';
 
 /// Reads a value into the wire model. The error names the element (`identifier[0].value`) and
 /// the kind of value found and expected, never the value: serde's own text quotes it (a CPR
@@ -38,16 +74,7 @@ const NESTED: char = '\u{1}';
 pub(crate) fn from_value<T: DeserializeOwned>(v: Value) -> Result<T, ShapeError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.inner().to_string();
-        let (path, what) = match inner.strip_prefix(NESTED) {
-            // A repeating element's own error: its path continues ours.
-            Some(rest) => {
-                let (sub, what) = rest.split_once(NESTED).unwrap_or(("", rest));
-                let path = if path == "." { String::new() } else { path };
-                (format!("{path}{sub}"), what.to_owned())
-            }
-            None => (path, describe(&inner)),
-        };
+        let what = describe(&e.inner().to_string());
         let path = if path.is_empty() || path == "." {
             "the resource".to_owned()
         } else {
@@ -99,13 +126,48 @@ fn boolean<'de, D>(d: D) -> Result<Option<bool>, D::Error>
 where
     D: Deserializer<'de>,
 {
-    match Option::<Value>::deserialize(d)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(b)),
-        Some(Value::String(s)) if s == "true" => Ok(Some(true)),
-        Some(Value::String(s)) if s == "false" => Ok(Some(false)),
-        Some(_) => Err(de::Error::custom(BOOLEAN)),
+    struct Boolean;
+    impl<'de> de::Visitor<'de> for Boolean {
+        type Value = Option<bool>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str(BOOLEAN)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            match v {
+                "true" => Ok(Some(true)),
+                "false" => Ok(Some(false)),
+                _ => Err(E::custom(BOOLEAN)),
+            }
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Err(E::custom(BOOLEAN))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Err(E::custom(BOOLEAN))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Err(E::custom(BOOLEAN))
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(de::Error::custom(BOOLEAN))
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(de::Error::custom(BOOLEAN))
+        }
     }
+    d.deserialize_any(Boolean)
 }
 
 /// A Bundle: a delivery report, an incremental delivery or a search result page.
@@ -193,8 +255,8 @@ impl<'a> Entries<'a> {
         }
     }
 
-    /// The entries in order, each a tree when it is its turn.
-    pub fn into_entries(self) -> impl Iterator<Item = Entry> + 'a {
+    /// The entries in order, each resource a tree or its text.
+    pub fn into_entries(self) -> impl Iterator<Item = Next<'a>> + 'a {
         let (parsed, lazy) = match self {
             Entries::Parsed(v) => (Some(v.into_iter()), None),
             Entries::Lazy(v) => (None, Some(v.into_iter())),
@@ -202,7 +264,105 @@ impl<'a> Entries<'a> {
         parsed
             .into_iter()
             .flatten()
-            .chain(lazy.into_iter().flatten().map(LazyEntry::into_entry))
+            .map(|e| Next {
+                full_url: e.full_url,
+                resource: e.resource.map(Res::Tree),
+                search: e.search,
+            })
+            .chain(lazy.into_iter().flatten().map(|e| Next {
+                full_url: e.full_url,
+                resource: e.resource.map(Res::Text),
+                search: e.search,
+            }))
+    }
+}
+
+/// One entry of a Bundle as the mapping takes it.
+#[derive(Debug)]
+pub(crate) struct Next<'a> {
+    pub full_url: Option<String>,
+    pub resource: Option<Res<'a>>,
+    pub search: Option<Search>,
+}
+
+/// An entry's resource: a tree (the whole document was read as one), or its text, read
+/// straight into the wire model. Whatever the text path does not take as it is (a duplicate
+/// key, a value of the wrong type, a `resourceType` that is not a string) is read through the
+/// tree instead, so the result and every message are the tree's: the two paths agree.
+#[derive(Debug)]
+pub(crate) enum Res<'a> {
+    Tree(Value),
+    Text(&'a serde_json::value::RawValue),
+}
+
+/// A resource's type and id as strings, read from its text.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "resourceType", default, borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> Res<'a> {
+    /// The tree of the resource (of its text: `null` where the text is not one, as checked
+    /// before).
+    pub fn into_tree(self) -> Value {
+        match self {
+            Res::Tree(v) => v,
+            Res::Text(t) => serde_json::from_str(t.get()).unwrap_or(Value::Null),
+        }
+    }
+
+    /// The text of the resource, when it came as text.
+    pub fn text(&self) -> Option<&'a str> {
+        match self {
+            Res::Tree(_) => None,
+            Res::Text(t) => Some(t.get()),
+        }
+    }
+
+    /// `resourceType` and `id` ([`header`]).
+    pub fn header(&self) -> (String, Option<String>) {
+        match self {
+            Res::Tree(v) => header(v),
+            Res::Text(t) => match serde_json::from_str::<Head>(t.get()) {
+                Ok(h) => (
+                    h.kind.map(|k| k.into_owned()).unwrap_or_default(),
+                    h.id.map(|i| i.into_owned()),
+                ),
+                Err(_) => header(&serde_json::from_str(t.get()).unwrap_or(Value::Null)),
+            },
+        }
+    }
+
+    /// Reads the resource into the wire model by its `resourceType` ([`parse_resource`]).
+    pub fn parse(self) -> Result<Parsed, ShapeError> {
+        let text = match self {
+            Res::Tree(v) => return parse_resource(v),
+            Res::Text(t) => t.get(),
+        };
+        fn to<T: DeserializeOwned>(text: &str) -> Option<T> {
+            serde_json::from_str(text).ok()
+        }
+        let fast = match serde_json::from_str::<Head>(text) {
+            Ok(h) => match h.kind.as_deref().unwrap_or_default() {
+                "Patient" => to(text).map(Resource::Patient),
+                "CarePlan" => to(text).map(Resource::CarePlan),
+                "Procedure" => to(text).map(Resource::Procedure),
+                "Encounter" => to(text).map(Resource::Encounter),
+                "Condition" => to(text).map(Resource::Condition),
+                "Goal" => to(text).map(Resource::Goal),
+                "Observation" => to(text).map(Resource::Observation),
+                "Bundle" => return Ok(Parsed::Bundle),
+                _ => return Ok(Parsed::Other),
+            },
+            Err(_) => None,
+        };
+        match fast {
+            Some(r) => Ok(Parsed::Resource(Box::new(r))),
+            None => parse_resource(serde_json::from_str(text).unwrap_or(Value::Null)),
+        }
     }
 }
 
@@ -246,19 +406,6 @@ pub(crate) struct LazyEntry<'a> {
     pub resource: Option<&'a serde_json::value::RawValue>,
     #[serde(default)]
     pub search: Option<Search>,
-}
-
-impl LazyEntry<'_> {
-    fn into_entry(self) -> Entry {
-        Entry {
-            full_url: self.full_url,
-            // The text was checked when the Bundle was read, at a depth no smaller.
-            resource: self
-                .resource
-                .map(|r| serde_json::from_str(r.get()).unwrap_or(Value::Null)),
-            search: self.search,
-        }
-    }
 }
 
 /// `Bundle.link`.
@@ -552,19 +699,6 @@ pub(crate) enum Parsed {
 /// value found, never the value itself.
 #[derive(Debug)]
 pub(crate) struct ShapeError(pub String);
-
-impl ShapeError {
-    /// This error as the message of a repeating element's item, for [`from_value`] outside.
-    fn nested(&self, index: Option<usize>) -> String {
-        let (path, what) = self.0.split_once(": ").unwrap_or(("the resource", &self.0));
-        let index = index.map(|i| format!("[{i}]")).unwrap_or_default();
-        let sub = match path {
-            "the resource" => String::new(),
-            p => format!(".{p}"),
-        };
-        format!("{NESTED}{index}{sub}{NESTED}{what}")
-    }
-}
 
 /// Reads a generic resource into the wire model by its `resourceType`.
 pub(crate) fn parse_resource(value: Value) -> Result<Parsed, ShapeError> {
