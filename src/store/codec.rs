@@ -152,10 +152,13 @@ pub(crate) fn compact_payload(whole: &str, kind: &str, citizen: &Pseudonym) -> S
     };
     // A quote inside a JSON string is escaped, so the member's text occurs only as a member;
     // exactly one occurrence is the record's own `citizen`.
-    if !inner.starts_with('{') || inner.matches(member.as_str()).count() != 1 {
+    let mut found = inner.match_indices(member.as_str()).map(|(at, _)| at);
+    let (Some(at), None) = (found.next(), found.next()) else {
+        return whole.to_owned();
+    };
+    if !inner.starts_with('{') {
         return whole.to_owned();
     }
-    let at = inner.find(member.as_str()).expect("counted once");
     let end = at + member.len();
     let (from, to) = if inner[end..].starts_with(',') {
         (at, end + 1)

@@ -257,7 +257,16 @@ async fn pull_survives_every_fault_and_ends_with_the_good_page() {
             move || logs.clone()
         })
         .finish();
+    // tracing caches each callsite's interest for the whole process, computed on the thread
+    // that first reaches it: a test thread with no subscriber would cache `never` for the
+    // retry log line while this one captures it. A global subscriber that keeps every callsite
+    // of interest (and writes nothing) closes that window.
+    static ANCHOR: std::sync::Once = std::sync::Once::new();
+    ANCHOR.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
     let guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
     let (body, format) = client.get(&url).await.expect("the good page in the end");
     drop(guard);
     assert_eq!(&body[..], GOOD_PAGE.as_bytes());

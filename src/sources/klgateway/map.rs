@@ -123,7 +123,15 @@ fn read_nested(
             "missing Bundle.entry.resource",
         ));
     };
-    let (kind, id) = value.header();
+    // Its entries stay text where the Bundle's top level is as the wire model takes it.
+    let lazy = value
+        .text()
+        .and_then(|t| serde_json::from_str::<wire::LazyBundle>(t).ok())
+        .filter(|b| b.resource_type.as_deref() == Some("Bundle"));
+    let (kind, id) = match &lazy {
+        Some(b) => ("Bundle".to_owned(), b.id.clone()),
+        None => value.header(),
+    };
     if kind != "Bundle" {
         return Err(ReadError::invalid(
             resource_name(&kind, id.as_deref(), i),
@@ -140,10 +148,6 @@ fn read_nested(
             format!("Bundle.id {problem}: the delivery report is refused"),
         ));
     }
-    // Its entries stay text where the Bundle's top level is as the wire model takes it.
-    let lazy = value
-        .text()
-        .and_then(|t| serde_json::from_str::<wire::LazyBundle>(t).ok());
     let bundle: wire::Doc<'_> = match lazy {
         Some(lazy) => lazy.into(),
         None => wire::from_value::<wire::Bundle>(value.into_tree())
@@ -252,9 +256,9 @@ fn read_report(bundle: wire::Doc<'_>, ctx: &ReadContext) -> Result<BundleReport,
                 "missing Bundle.entry.resource",
             ));
         };
-        let (kind, id) = value.header();
+        let ((kind, id), parsed) = value.read();
         let rname = resource_name(&kind, id.as_deref(), i);
-        let resource = match value.parse() {
+        let resource = match parsed {
             Err(wire::ShapeError(m)) => {
                 return Err(ReadError::invalid(rname, format!("unreadable: {m}")));
             }

@@ -295,6 +295,17 @@ pub(crate) enum Res<'a> {
     Text(&'a serde_json::value::RawValue),
 }
 
+/// The `resourceType` of a resource's text when it is the first member, a plain name, and
+/// the only `resourceType` in the text (a second one, even nested, leaves it to the tree).
+fn leading_type(text: &str) -> Option<&str> {
+    let rest = text.trim_start().strip_prefix('{')?.trim_start();
+    let rest = rest.strip_prefix("\"resourceType\"")?.trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let name = &rest[..rest.find('"')?];
+    let plain = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphabetic());
+    (plain && text.matches("\"resourceType\"").nth(1).is_none()).then_some(name)
+}
+
 /// A resource's type and id as strings, read from its text.
 #[derive(Deserialize)]
 struct Head<'a> {
@@ -334,6 +345,36 @@ impl<'a> Res<'a> {
                 Err(_) => header(&serde_json::from_str(t.get()).unwrap_or(Value::Null)),
             },
         }
+    }
+
+    /// [`Res::header`] and [`Res::parse`] in one: a resource of a type a delivery report
+    /// holds, whose text opens with its `resourceType` (as every sender writes it) and reads
+    /// as it is, is read in one pass; anything else as the two would.
+    pub fn read(self) -> ((String, Option<String>), Result<Parsed, ShapeError>) {
+        if let Res::Text(t) = &self
+            && let Some(kind) = leading_type(t.get())
+        {
+            let text = t.get();
+            fn to<T: DeserializeOwned>(text: &str) -> Option<T> {
+                serde_json::from_str(text).ok()
+            }
+            let fast = match kind {
+                "Patient" => to(text).map(Resource::Patient),
+                "CarePlan" => to(text).map(Resource::CarePlan),
+                "Procedure" => to(text).map(Resource::Procedure),
+                "Encounter" => to(text).map(Resource::Encounter),
+                "Condition" => to(text).map(Resource::Condition),
+                "Goal" => to(text).map(Resource::Goal),
+                "Observation" => to(text).map(Resource::Observation),
+                _ => None,
+            };
+            if let Some(r) = fast {
+                let id = r.id().map(str::to_owned);
+                return ((kind.to_owned(), id), Ok(Parsed::Resource(Box::new(r))));
+            }
+        }
+        let header = self.header();
+        (header, self.parse())
     }
 
     /// Reads the resource into the wire model by its `resourceType` ([`parse_resource`]).
