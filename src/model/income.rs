@@ -73,6 +73,17 @@ impl Serialize for YearMonth {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for YearMonth {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let bad = || serde::de::Error::custom("a month is written YYYY-MM");
+        let (y, m) = text.split_once('-').ok_or_else(bad)?;
+        let (year, month) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        NaiveDate::from_ymd_opt(year, month, 1).ok_or_else(bad)?;
+        Ok(YearMonth { year, month })
+    }
+}
+
 /// What a line of income is about: who, which track, which month.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IncomeKey {
@@ -95,7 +106,7 @@ pub struct IncomeLine {
 
 /// A data-quality finding: something in the data the model could not use as it stands.
 /// Findings are reported, never silently dropped.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(tag = "finding", rename_all = "snake_case")]
 pub enum Finding {
     /// A grant's intervention code is not in the mappings: it bears no tariff until mapped.

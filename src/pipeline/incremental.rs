@@ -9,9 +9,10 @@
 //! - the mappings are the same ([`Mappings::fingerprint`]);
 //! - `as_of` lies between the night it was computed for and `valid_until`.
 //!
-//! Only a *quiet* citizen is kept: one without findings, without new ledger rows, and whose
-//! courses computed as of `valid_until` are exactly those computed as of the night (so no
-//! course starts, ends or is re-decided in between without new data). Keeping is always only
+//! Only a *quiet* citizen is kept: one without new ledger rows and without a stale tariff
+//! table, whose courses and findings computed as of `valid_until` are exactly those computed
+//! as of the night (so no course starts, ends or is re-decided, and no finding comes or goes,
+//! in between without new data). Its findings are kept with it and reported again each night. Keeping is always only
 //! a shortcut: [`evaluate_incremental`] gives the same courses, ledger rows, findings and income
 //! as [`super::evaluate_streaming`] (tested on a generated municipality with late data,
 //! withdrawals, terminations and an edited tariff table), and deleting kept rows is safe.
@@ -43,6 +44,9 @@ struct Kept {
     patient_id: Option<String>,
     latest_day: Option<NaiveDate>,
     runs: Vec<DayRun>,
+    /// The citizen's findings, the same every night up to `valid_until`.
+    #[serde(default)]
+    findings: Vec<Finding>,
 }
 
 /// An incremental evaluation and what to keep for the next night.
@@ -59,6 +63,8 @@ pub struct Incremental {
     pub recomputed: u64,
     /// Citizens taken from what was kept.
     pub reused: u64,
+    /// Of those, citizens whose kept evaluation has findings (reported again).
+    pub reused_with_findings: u64,
 }
 
 impl Incremental {
@@ -146,12 +152,15 @@ pub async fn evaluate_incremental(
         match valid {
             Some(k) => {
                 let income = income_of(who, &k.courses, &k.runs, as_of);
+                if !k.findings.is_empty() {
+                    out.reused_with_findings += 1;
+                }
                 parts.insert(
                     who.clone(),
                     Part {
                         courses: k.courses,
                         changes: Vec::new(),
-                        findings: Vec::new(),
+                        findings: k.findings,
                         stale: Vec::new(),
                         patient_id: k.patient_id,
                         latest_day: k.latest_day,
@@ -174,9 +183,7 @@ pub async fn evaluate_incremental(
                 _ => None,
             });
             let latest_day = history.latest_known_day();
-            let quiet = night.changes.is_empty()
-                && night.findings.is_empty()
-                && night.stale_tables.is_empty();
+            let quiet = night.changes.is_empty() && night.stale_tables.is_empty();
             // How far ahead the same courses hold without new data.
             let valid_until = quiet
                 .then(|| {
@@ -185,7 +192,7 @@ pub async fn evaluate_incremental(
                         let ahead = assess(&history, mappings, until, recorded);
                         (ahead.courses == night.courses
                             && ahead.changes.is_empty()
-                            && ahead.findings.is_empty()
+                            && ahead.findings == night.findings
                             && ahead.stale_tables.is_empty())
                         .then_some(until)
                     })
@@ -214,6 +221,7 @@ pub async fn evaluate_incremental(
                         patient_id: patient_id.clone(),
                         latest_day,
                         runs,
+                        findings: night.findings.clone(),
                     };
                     if let Ok(text) = serde_json::to_string(&k) {
                         out.keep.push((who.clone(), text));

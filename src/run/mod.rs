@@ -540,7 +540,8 @@ async fn evaluate_and_record(
     tracing::info!(
         message = "Citizens evaluated.",
         recomputed = night.recomputed,
-        reused = night.reused
+        reused = night.reused,
+        reused_with_findings = night.reused_with_findings
     );
     let eval = &night.eval;
     let before = ctx.store.courses().await?;

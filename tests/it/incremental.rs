@@ -79,7 +79,7 @@ async fn the_incremental_night_equals_a_full_recompute(store: Store) {
         .levels(&[2, 3, 3], "2027-01-02")
         .terminated(TerminationReason::MovedOut, "2027-02-10")
         .build();
-    let (mut reused, mut recomputed) = (0u64, 0u64);
+    let (mut reused, mut recomputed, mut with_findings) = (0u64, 0u64, 0u64);
     for n in 0..days {
         let night = start + Days::new(u64::from(n));
         let ingestor = Ingestor::new(
@@ -174,17 +174,25 @@ async fn the_incremental_night_equals_a_full_recompute(store: Store) {
             assert_eq!(every.income(mappings, first, night).lines, a.lines);
         }
         reused += inc.reused;
+        with_findings += inc.reused_with_findings;
         recomputed += inc.recomputed;
         // As the nightly run does: record, then keep.
         e.record(&store, night).await.unwrap();
         inc.keep(&store).await.unwrap();
     }
-    println!("incremental: {reused} citizen-nights reused, {recomputed} recomputed");
-    // Every generated report re-sends the citizen's Patient, Conditions and CarePlans, so a
-    // citizen with a report that night is computed afresh; the others must be reused.
+    println!(
+        "incremental: {reused} citizen-nights reused ({with_findings} with findings), \
+         {recomputed} recomputed"
+    );
+    // A citizen with new versions that night is computed afresh; the others must be reused,
+    // those with findings too (the generated grants from before 2027 find no tariff table).
     assert!(
         reused > 0,
         "citizens without new versions come from what was kept ({reused} reused, {recomputed} recomputed)"
+    );
+    assert!(
+        with_findings > 0,
+        "citizens with findings are kept with them ({with_findings} of {reused} reused)"
     );
 }
 
