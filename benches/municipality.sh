@@ -122,4 +122,5 @@ for row in "${rows[@]}"; do
     printf '%-9s | %-22s | %9s | %9s | %16s | %8s\n' "$backend" "$name" "${wall[$k]}" "${rss[$k]}" "" ""
   done
   echo "$backend store: $((size / 1048576)) MiB for $versions record versions = $((size / (versions > 0 ? versions : 1))) bytes per version"
+  echo "$backend night: $(grep -o 'recomputed=[0-9]* reused=[0-9]*' "$work/err-night-post-$backend.log" | tail -1) citizens"
 done
