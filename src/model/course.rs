@@ -1026,6 +1026,48 @@ fn goal_below_level<'h>(
         })
 }
 
+/// A citizen's need score in a track on `day` by a table's basis, from what was known that
+/// day: the latest assessment of each condition assessed on or before it (functional levels
+/// in focus), or the grants active that day (weekly minutes, intervention weight). The sum a
+/// decision on that day starts from.
+pub fn need_score_on(
+    history: &CitizenHistory,
+    mappings: &Mappings,
+    track: Track,
+    basis: NeedBasis,
+    day: NaiveDate,
+) -> u32 {
+    match basis {
+        NeedBasis::FunctionalLevel => levels_on(&history.assessments, day, None)
+            .values()
+            .filter(|a| a.in_focus)
+            .filter_map(|a| a.level.and_then(|l| l.score()))
+            .sum(),
+        NeedBasis::WeeklyMinutes | NeedBasis::InterventionWeight => {
+            let grants = track_grants(history, mappings, track);
+            let active = known_grants(history, mappings, track, &grants, day);
+            if basis == NeedBasis::WeeklyMinutes {
+                active.iter().map(|g| g.weekly_minutes()).sum()
+            } else {
+                active.iter().map(|g| g.mapping.nursing_weight).sum()
+            }
+        }
+    }
+}
+
+/// Whether the citizen has a grant in the track that counts and is active on `day` (as the
+/// course rules see grants: within its start and end, and before any termination).
+pub fn has_active_grant(
+    history: &CitizenHistory,
+    mappings: &Mappings,
+    track: Track,
+    day: NaiveDate,
+) -> bool {
+    track_grants(history, mappings, track)
+        .iter()
+        .any(|g| g.active_on(day))
+}
+
 fn last_day_of_month(day: NaiveDate) -> NaiveDate {
     let (y, m) = if day.month() == 12 {
         (day.year() + 1, 1)

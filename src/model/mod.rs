@@ -4,13 +4,15 @@
 //! `rust_decimal::Decimal`. See `../shared/docs/progression-model.md` for the rules.
 
 mod course;
+pub mod figures;
 mod history;
 mod income;
 mod money;
 
 pub use course::{
     Change, Course, CourseId, CourseOutcome, DailyTariff, Decision, EndReason, LedgerEntry,
-    TableRef, assess, compute_all, compute_courses, course_id, planned_end, reprice,
+    TableRef, assess, compute_all, compute_courses, course_id, has_active_grant, need_score_on,
+    planned_end, reprice,
 };
 pub use history::{
     CitizenHistory, Evidence, GrantVersion, MODEL_KINDS, Record, RecordKind, Versioned,

@@ -16,6 +16,7 @@ mod events;
 mod explain;
 mod faults;
 mod fhir_transport;
+mod figures;
 mod finance_formats;
 mod finance_transport;
 mod fuzz;

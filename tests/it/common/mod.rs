@@ -203,6 +203,11 @@ pub fn worked_example_mappings() -> Mappings {
     mappings_with(worked_example_tables())
 }
 
+/// A label's bytes as lower-case hex (at most 32 bytes).
+fn hex_of(label: &str) -> String {
+    label.bytes().take(32).map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn citizen(n: u32) -> Pseudonym {
     Pseudonym::parse(&format!("{n:064x}")).unwrap()
 }
@@ -317,6 +322,34 @@ impl HistoryBuilder {
         let a = TeamAssignment::new(self.who(), TeamId::parse(team).unwrap(), d(from), to.map(d))
             .unwrap();
         self.h.assignments.push(a);
+        self
+    }
+
+    /// A visit delivering the builder's grant `grant` (`grant-N`, the N-th record added),
+    /// starting at `start` (RFC 3339), `minutes` long, by employee `employee` (any label; a
+    /// pseudonym of it) or by no one known.
+    pub fn visit(
+        mut self,
+        grant: &str,
+        start: &str,
+        minutes: i64,
+        employee: Option<&str>,
+        mode: progression_gateway::domain::DeliveryMode,
+    ) -> Self {
+        let id = self.next_id("visit");
+        let start: chrono::DateTime<Utc> = start.parse().unwrap();
+        let employee = employee.map(|e| Pseudonym::parse(&format!("{:0>64}", hex_of(e))).unwrap());
+        let v = progression_gateway::domain::Visit::new(
+            id,
+            self.who(),
+            start,
+            start + chrono::Duration::minutes(minutes),
+            employee,
+            mode,
+            vec![SourceId::parse(grant).unwrap()],
+        )
+        .unwrap();
+        self.h.visits.push(v);
         self
     }
 
