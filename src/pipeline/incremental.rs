@@ -9,10 +9,12 @@
 //! - the mappings are the same ([`Mappings::fingerprint`]);
 //! - `as_of` lies between the night it was computed for and `valid_until`.
 //!
-//! Only a *quiet* citizen is kept: one without new ledger rows and without a stale tariff
-//! table, whose courses and findings computed as of `valid_until` are exactly those computed
-//! as of the night (so no course starts, ends or is re-decided, and no finding comes or goes,
-//! in between without new data). Its findings are kept with it and reported again each night. Keeping is always only
+//! Only a *quiet* citizen is kept: one without a stale tariff table whose courses and findings
+//! computed as of `valid_until`, over its ledger as it is once the night's rows are recorded,
+//! are exactly those of the night, with no further ledger rows (so no course starts, ends or is
+//! re-decided, and no finding comes or goes, in between without new data). It is kept under
+//! the digest of that ledger, so it is used only once the night's rows are in the store. Its
+//! findings are kept with it and reported again each night. Keeping is always only
 //! a shortcut: [`evaluate_incremental`] gives the same courses, ledger rows, findings and income
 //! as [`super::evaluate_streaming`] (tested on a generated municipality with late data,
 //! withdrawals, terminations and an edited tariff table), and deleting kept rows is safe.
@@ -89,6 +91,18 @@ fn ledger_digest(rows: &[LedgerEntry]) -> String {
         h.update(b"\n");
     }
     hex::encode(&h.finalize()[..16])
+}
+
+/// A citizen's latest ledger rows once `changes` are recorded: each change replaces the row of
+/// its course (a higher revision) or adds a course.
+fn ledger_after(recorded: &[LedgerEntry], changes: &[LedgerEntry]) -> Vec<LedgerEntry> {
+    let mut out: Vec<LedgerEntry> = recorded
+        .iter()
+        .filter(|r| !changes.iter().any(|c| c.course_id == r.course_id))
+        .cloned()
+        .collect();
+    out.extend(changes.iter().cloned());
+    out
 }
 
 /// What one citizen contributes to the night.
@@ -183,13 +197,16 @@ pub async fn evaluate_incremental(
                 _ => None,
             });
             let latest_day = history.latest_known_day();
-            let quiet = night.changes.is_empty() && night.stale_tables.is_empty();
+            // The citizen's ledger once the night's rows are recorded: what the next night
+            // reads, and what a kept evaluation is valid under.
+            let after = ledger_after(recorded, &night.changes);
+            let quiet = night.stale_tables.is_empty();
             // How far ahead the same courses hold without new data.
             let valid_until = quiet
                 .then(|| {
                     LOOKAHEAD_DAYS.iter().find_map(|&n| {
                         let until = as_of.checked_add_days(Days::new(n))?;
-                        let ahead = assess(&history, mappings, until, recorded);
+                        let ahead = assess(&history, mappings, until, &after);
                         (ahead.courses == night.courses
                             && ahead.changes.is_empty()
                             && ahead.findings == night.findings
@@ -213,7 +230,7 @@ pub async fn evaluate_incremental(
                 (Some(valid_until), Some(&last_version_id)) => {
                     let k = Kept {
                         last_version_id,
-                        ledger: ledger_digest(recorded),
+                        ledger: ledger_digest(&after),
                         mappings: fingerprint.clone(),
                         computed_as_of: as_of,
                         valid_until,
