@@ -64,6 +64,33 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Locale::En)]
         locale: Locale,
     },
+    /// The steering figures (the cockpit's): per team, month and track and for the whole
+    /// municipality, every figure of the catalogue with its numerator and denominator.
+    /// Reads everything stored (visits too); writes nothing.
+    Figures {
+        /// First day of the period (YYYY-MM-DD).
+        #[arg(long, value_parser = parse_date)]
+        from: NaiveDate,
+        /// The as-of date, the period's last day (YYYY-MM-DD): a course has ended when its
+        /// last day is on or before it.
+        #[arg(long, value_parser = parse_date)]
+        to: NaiveDate,
+        /// Only this team (its id in teams.toml), `unassigned` or `municipality`.
+        #[arg(long)]
+        team: Option<String>,
+        /// Only this track: `care` or `nursing`.
+        #[arg(long)]
+        track: Option<String>,
+        /// Only this figure (its id; `--figure list` lists the catalogue).
+        #[arg(long)]
+        figure: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = BudgetFormat::Table)]
+        format: BudgetFormat,
+        /// Number format of the table and CSV (as for `budget`).
+        #[arg(long, value_enum, default_value_t = Locale::En)]
+        locale: Locale,
+    },
     /// The voucher outbox: number, team, track, month, amount, state, the finance system's
     /// message and the file it went in.
     Vouchers {
@@ -334,6 +361,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     // A command that only reads the store needs no secret of the configuration.
     let purpose = match cli.command {
         Command::Budget { .. }
+        | Command::Figures { .. }
         | Command::Courses { .. }
         | Command::Vouchers { .. }
         | Command::Runs { .. } => config::Purpose::Reader,
@@ -365,6 +393,35 @@ pub async fn run(cli: Cli) -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
             budget(&loaded, cli.database.as_deref(), from, to, format, locale).await
+        }
+        Command::Figures {
+            from,
+            to,
+            team,
+            track,
+            figure,
+            format,
+            locale,
+        } => {
+            if from > to {
+                eprintln!("error: --from {from} is after --to {to}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            let filter = crate::cockpit::Filter {
+                team,
+                track,
+                figure,
+            };
+            figures(
+                &loaded,
+                cli.database.as_deref(),
+                from,
+                to,
+                &filter,
+                format,
+                locale,
+            )
+            .await
         }
         Command::Vouchers {
             state,
@@ -1199,6 +1256,78 @@ struct BudgetRow {
     month: String,
     course_days: u32,
     amount: String,
+}
+
+async fn figures(
+    loaded: &Loaded,
+    database: Option<&str>,
+    from: NaiveDate,
+    to: NaiveDate,
+    filter: &crate::cockpit::Filter,
+    format: BudgetFormat,
+    locale: Locale,
+) -> anyhow::Result<u8> {
+    use crate::cockpit::{FigureRow, Number};
+    let mut out = std::io::stdout().lock();
+    if filter.figure.as_deref() == Some("list") {
+        for d in crate::model::figures::CATALOGUE {
+            writeln!(out, "{:<24} {}: {}", d.id, d.name, d.definition)?;
+        }
+        return Ok(EXIT_OK);
+    }
+    if let Err(e) = filter.check() {
+        eprintln!("error: {e} (`--figure list` lists the figures)");
+        return Ok(EXIT_USAGE);
+    }
+    let store = open_store(loaded, database).await?;
+    let figs = crate::pipeline::figures(
+        &store,
+        &loaded.mappings,
+        loaded.settings.time_zone,
+        from,
+        to,
+    )
+    .await?;
+    store.close().await;
+    let number = match locale {
+        Locale::En => Number::Plain,
+        Locale::Da => Number::Danish,
+    };
+    let rows: Vec<FigureRow> = crate::cockpit::rows(&figs, filter, number)
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    match format {
+        BudgetFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &rows)?;
+            writeln!(out)?;
+        }
+        BudgetFormat::Csv => {
+            let delimiter = if locale == Locale::Da { b';' } else { b',' };
+            out.write_all(crate::cockpit::csv_text(&rows, delimiter)?.as_bytes())?;
+        }
+        BudgetFormat::Table => {
+            writeln!(
+                out,
+                "{:<14} {:<7} {:<8} {:<24} {:>14} {:>16} {:>12}",
+                "team", "month", "track", "figure", "value", "numerator", "denominator"
+            )?;
+            for r in &rows {
+                writeln!(
+                    out,
+                    "{:<14} {:<7} {:<8} {:<24} {:>14} {:>16} {:>12}",
+                    r.team,
+                    r.month,
+                    r.track,
+                    r.figure,
+                    r.value.as_deref().unwrap_or("no data"),
+                    r.numerator,
+                    r.denominator.as_deref().unwrap_or("")
+                )?;
+            }
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 async fn budget(

@@ -116,6 +116,8 @@ pub struct Settings {
     pub decisions: Option<crate::sinks::decisions::DecisionsConfig>,
     /// The daemon: jobs, leases, the operations HTTP server, retention.
     pub daemon: crate::daemon::DaemonSettings,
+    /// The steering cockpit's principals, served with the operations endpoints (`[http]`).
+    pub cockpit: Option<crate::cockpit::CockpitSettings>,
 }
 
 /// A configured source.
@@ -261,6 +263,17 @@ pub fn load_with_env_for(
             None
         }
     };
+    if let (Some(settings), Some(mappings)) = (&settings, &mappings)
+        && let Some(cockpit) = &settings.cockpit
+    {
+        let teams: Vec<_> = mappings.teams.iter().map(|t| t.team.id.clone()).collect();
+        diags.extend(
+            cockpit
+                .problems(&teams)
+                .into_iter()
+                .map(|p| Diagnostic::file(path.display().to_string(), p)),
+        );
+    }
     match (settings, mappings) {
         (Some(settings), Some(mappings)) if diags.is_empty() => Ok(Loaded { settings, mappings }),
         _ => Err(ConfigError { diagnostics: diags }),
@@ -340,6 +353,8 @@ struct RawConfig {
     /// `[retention]` (default: all defaults).
     #[serde(default)]
     retention: crate::run::Retention,
+    /// `[cockpit]`: who may see the steering figures (default: no cockpit).
+    cockpit: Option<crate::cockpit::CockpitSettings>,
 }
 
 /// `[teams]`.
@@ -507,6 +522,7 @@ struct Layers {
     jobs: Vec<crate::daemon::settings::RawJob>,
     http: Option<(Origin, crate::daemon::settings::RawHttp)>,
     retention: crate::run::Retention,
+    cockpit: Option<crate::cockpit::CockpitSettings>,
     /// Line of `[pseudonym]` (or 1), for "no key" diagnostics.
     pseudonym_origin: Option<Origin>,
 }
@@ -573,6 +589,7 @@ fn read_file_layer(src: &Source, diags: &mut Vec<Diagnostic>) -> (Layers, bool) 
         jobs: raw.jobs,
         http: raw.http.map(|h| (at(h.span()), h.into_inner())),
         retention: raw.retention,
+        cockpit: raw.cockpit,
         sources: root
             .get_ref()
             .iter()
@@ -937,6 +954,7 @@ fn build_settings(
     }
     Some(Settings {
         daemon,
+        cockpit: layers.cockpit,
         roster,
         events,
         sources,

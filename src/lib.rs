@@ -7,11 +7,13 @@
 //!   tariffs, team income, nightly posting deltas. No I/O, no clock.
 //! - [`store`]: the database (SQLite or PostgreSQL) keeping every version of every record.
 //! - [`config`]: the configuration file, environment overrides and secrets.
+//! - [`cockpit`]: the steering cockpit's access (principals, scopes) and figures API.
 //! - [`app`]: the commands, gluing the parts together.
 
 pub mod api;
 pub mod app;
 mod bearer;
+pub mod cockpit;
 pub mod config;
 pub mod daemon;
 pub mod demo;

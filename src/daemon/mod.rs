@@ -69,6 +69,14 @@ pub async fn serve(ctx: Context, metrics: Arc<Metrics>, stop: StopSignal) -> any
                 ),
             push,
         );
+        let app = match &settings.cockpit {
+            Some(c) => app.merge(crate::cockpit::router(crate::cockpit::CockpitState::new(
+                ctx.store.clone(),
+                ctx.loaded.clone(),
+                c,
+            )?)),
+            None => app,
+        };
         let listener = tokio::net::TcpListener::bind(http.listen)
             .await
             .with_context(|| format!("cannot listen on {}", http.listen))?;

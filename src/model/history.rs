@@ -57,6 +57,21 @@ pub enum RecordKind {
     FollowUp,
 }
 
+impl RecordKind {
+    /// Every kind.
+    pub const ALL: [RecordKind; 9] = [
+        RecordKind::Citizen,
+        RecordKind::Grant,
+        RecordKind::Visit,
+        RecordKind::Assessment,
+        RecordKind::Goal,
+        RecordKind::Termination,
+        RecordKind::Assignment,
+        RecordKind::Acute,
+        RecordKind::FollowUp,
+    ];
+}
+
 /// The record kinds courses, decisions, income and findings are computed from. Visits, acute
 /// deliveries and follow-ups are kept and shown, but no decision or amount depends on them, so
 /// the nightly computation reads only these kinds, and only a new version of one of these

@@ -441,3 +441,93 @@ fn import_shows_progress_as_log_lines_on_a_pipe_and_as_a_bar_on_a_terminal() {
     assert!(screen.contains("left"), "{screen}");
     assert!(!screen.contains("Started."), "{screen}");
 }
+
+#[tokio::test]
+async fn figures_reads_the_store_and_filters_by_team_track_and_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = example_store(dir.path()).await;
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "--config",
+            "config/example.toml",
+            "--database",
+            &url,
+            "figures",
+            "--from",
+            "2027-01-01",
+            "--to",
+            "2027-04-30",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        gateway(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // Nord in January: A (28 days), B (20 days, died 20 January), C (15 days before the move).
+    let out = run(&["--team", "nord", "--track", "care", "--format", "json"]);
+    let rows = rows(&out);
+    let get = |month: &str, figure: &str| {
+        rows.iter()
+            .find(|r| r["month"] == month && r["figure"] == figure)
+            .unwrap_or_else(|| panic!("{month} {figure}: {rows:?}"))
+            .clone()
+    };
+    assert_eq!(get("2027-01", "course_days")["value"], "63");
+    assert_eq!(get("2027-01", "citizens")["value"], "3");
+    assert_eq!(get("2027-01", "income")["value"], "14900.00");
+    // B's course ended by death on 20 January: outflow 1 in January.
+    assert_eq!(get("2027-01", "outflow")["value"], "1");
+    // No visits: continuity has no data, not 0.
+    assert_eq!(
+        get("2027-01", "continuity")["value"],
+        serde_json::Value::Null
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["team"] == "nord" && r["track"] == "care")
+    );
+
+    // One figure for the municipality, as CSV with the Danish number format.
+    let out = run(&[
+        "--team",
+        "municipality",
+        "--figure",
+        "income",
+        "--format",
+        "csv",
+        "--locale",
+        "da",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("team;month;track;figure;value;numerator;denominator\n"),
+        "{text}"
+    );
+    // January: 14,900.00 in nord + 2,880.00 in syd.
+    assert!(
+        text.contains("municipality;2027-01;care;income;17.780,00;17.780,00;\n"),
+        "{text}"
+    );
+
+    // An unknown figure is refused with the way to list them.
+    let out = run(&["--figure", "nope"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--figure list"));
+    let out = run(&["--figure", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Selvhjulpenhed"));
+}

@@ -9,6 +9,7 @@ mod support {
 
 mod api;
 mod cli;
+mod cockpit;
 mod daemon;
 mod decisions;
 mod demo;
