@@ -11,7 +11,8 @@
 # night's increment), measures a bare parse of the same files (the baseline), then per backend:
 # the import of every day but the last, a full recompute (`post --dry-run`: every decision,
 # income, delta and finding, nothing stored), the first night (`post`: records every decision
-# and creates the vouchers), and the nightly increment (import the last day, then `post`).
+# and creates the vouchers), the nightly increment (import the last day, then `post`), and the
+# steering figures of the whole year (`figures`, every stored kind).
 # Prints one table: wall time, peak RSS, throughput, ratio to the baseline, store size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -91,6 +92,8 @@ for backend in $backends; do
   echo "$backend: nightly increment ..." >&2
   measure "night-import-$backend" "${gw[@]}" --database "$url" import "$work/night"
   measure "night-post-$backend" "${gw[@]}" --database "$url" post --as-of "$last"
+  echo "$backend: steering figures ..." >&2
+  measure "figures-$backend" "${gw[@]}" --database "$url" figures --from "$start" --to "$last" --format csv
   case $backend in
     sqlite) "${gw[@]}" --database "$url" runs --last 1 >/dev/null  # checkpoint by opening
             size=$(du -cb "$work"/gw.db* | tail -1 | cut -f1);;
@@ -113,11 +116,12 @@ for row in "${rows[@]}"; do
   i=import-$backend
   printf '%-9s | %-22s | %9s | %9s | %16s | %8s\n' "$backend" "import (all but last)" "${wall[$i]}" "${rss[$i]}" \
     "$(rate "$base_resources" "${wall[$i]}")" "$(ratio "${wall[$i]}" "$base_secs")"
-  for step in recompute first night-import night-post; do
+  for step in recompute first night-import night-post figures; do
     k=$step-$backend
     case $step in
       recompute) name="full recompute";; first) name="first night (records)";;
       night-import) name="night: import 1 day";; night-post) name="night: compute+post";;
+      figures) name="steering figures (year)";;
     esac
     printf '%-9s | %-22s | %9s | %9s | %16s | %8s\n' "$backend" "$name" "${wall[$k]}" "${rss[$k]}" "" ""
   done
