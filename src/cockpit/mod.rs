@@ -391,6 +391,8 @@ pub struct FigureRow {
 /// catalogue order. Used by the API and the `figures` command alike.
 pub fn rows(figs: &Figures, filter: &Filter, number: Number) -> Vec<(Scope, FigureRow)> {
     let plain = |d: Decimal| {
+        // Numerators and denominators such as paid minutes are exact sums of quotients.
+        let d = d.round_dp_with_strategy(figures::FIGURE_DECIMALS, figures::FIGURE_ROUNDING);
         let text = d.normalize().to_string();
         match number {
             Number::Plain => text,
