@@ -411,6 +411,16 @@ pub fn value(id: &str, t: &Tally) -> Option<Value> {
     })
 }
 
+/// The last day of the month of `day`.
+fn month_end(day: NaiveDate) -> NaiveDate {
+    let next = if day.month() == 12 {
+        NaiveDate::from_ymd_opt(day.year() + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(day.year(), day.month() + 1, 1)
+    };
+    next.expect("the first of a month exists") - Days::new(1)
+}
+
 /// The 14-day block of a day in its month: 0 (days 1-14), 1 (15-28), 2 (29 to the end).
 fn block_of(day: NaiveDate) -> u32 {
     (day.day() - 1) / 14
@@ -503,18 +513,22 @@ pub fn add_citizen(
             .and_then(|t| t.individual)
             .map(|i| i.hourly_rate)
             .filter(|r| !r.is_zero());
-        let mut day = run.first_day;
-        while day <= run.last_day {
-            let month = YearMonth::of(day);
+        // Month by month: a run's days are paid alike.
+        let mut first = run.first_day;
+        while first <= run.last_day {
+            let month = YearMonth::of(first);
+            let last = month_end(first).min(run.last_day);
+            let days = (last - first).num_days() + 1;
+            let amount = run.amount * Decimal::from(days);
             c.present(run.team.as_ref(), month, run.track, kind);
             c.add(run.team.as_ref(), month, run.track, |t| {
-                *t.course_days.entry(kind).or_default() += 1;
-                t.income += run.amount;
+                *t.course_days.entry(kind).or_default() += days as u64;
+                t.income += amount;
                 if let Some(rate) = rate {
-                    t.paid_minutes += run.amount / rate * Decimal::from(60);
+                    t.paid_minutes += amount * Decimal::from(60) / rate;
                 }
             });
-            day = day + Days::new(1);
+            first = last + Days::new(1);
         }
     }
 
@@ -663,6 +677,14 @@ mod tests {
         let t = Tally::default();
         assert_eq!(value("continuity", &t).unwrap().value, None);
         assert_eq!(value("inflow", &t).unwrap().value, Some(Decimal::ZERO));
+    }
+
+    #[test]
+    fn months_end_on_their_last_day_across_the_year() {
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        assert_eq!(month_end(d("2027-12-05")), d("2027-12-31"));
+        assert_eq!(month_end(d("2028-02-01")), d("2028-02-29"));
+        assert_eq!(month_end(d("2027-02-28")), d("2027-02-28"));
     }
 
     #[test]
