@@ -1279,6 +1279,19 @@ async fn figures(
         eprintln!("error: {e} (`--figure list` lists the figures)");
         return Ok(EXIT_USAGE);
     }
+    if let Some(team) = filter.team.as_deref()
+        && !["unassigned", "municipality"].contains(&team)
+        && !loaded
+            .mappings
+            .teams
+            .iter()
+            .any(|t| t.team.id.as_str() == team)
+    {
+        eprintln!(
+            "error: no team `{team}` in teams.toml (give a team id, `unassigned` or `municipality`)"
+        );
+        return Ok(EXIT_USAGE);
+    }
     let store = open_store(loaded, database).await?;
     let figs = crate::pipeline::figures(
         &store,

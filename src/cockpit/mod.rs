@@ -4,7 +4,7 @@
 //! | Endpoint | Answer |
 //! |---|---|
 //! | `GET /cockpit/api/catalogue` | 200, JSON: every figure's id, Danish name, definition, numerator, denominator, level |
-//! | `GET /cockpit/api/figures?from=&to=&team=&track=&figure=&format=json\|csv` | 200, the figures the principal may see; 403 for a team outside its scope |
+//! | `GET /cockpit/api/figures?from=&to=&team=&track=&figure=&format=json\|csv` | 200, the figures the principal may see; 403 for a team outside its scope; 404 for a team not in `teams.toml` |
 //!
 //! A request names its principal by `Authorization: Bearer <token>` (the configuration holds
 //! only each token's SHA-256, compared in constant time) or, behind the municipality's
@@ -279,6 +279,11 @@ async fn figures_api(
                 Err(_) => return error(StatusCode::BAD_REQUEST, "team er ikke et team-id"),
             },
         };
+        if let Scope::Team(id) = &scope
+            && state.loaded.mappings.team(id).is_none()
+        {
+            return error(StatusCode::NOT_FOUND, "Teamet findes ikke i teams.toml.");
+        }
         if !who.sees.scope(&scope) {
             tracing::warn!(
                 principal = %who.name,

@@ -519,6 +519,11 @@ async fn figures_reads_the_store_and_filters_by_team_track_and_figure() {
         "{text}"
     );
 
+    // An unknown team is refused, not answered with an empty table.
+    let out = run(&["--team", "nowhere"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no team `nowhere` in teams.toml"));
+
     // An unknown figure is refused with the way to list them.
     let out = run(&["--figure", "nope"]);
     assert_eq!(

@@ -170,6 +170,12 @@ async fn without_a_principal_the_answer_is_401_and_bad_queries_are_400() {
         .await;
         assert_eq!(status, 400, "{q}: {body}");
     }
+    let (status, _) = get(
+        &format!("{base}/cockpit/api/figures?team=nowhere&to=2027-01-31"),
+        &auth,
+    )
+    .await;
+    assert_eq!(status, 404);
     // The catalogue, in Danish, with every figure's definition.
     let (status, body) = get(&format!("{base}/cockpit/api/catalogue"), &auth).await;
     assert_eq!(status, 200);
