@@ -24,7 +24,7 @@
 //!   for at the hourly rate of the course's tariff table;
 //! - a visit's track is the track of the first grant it delivered that the mappings know.
 
-use super::course::{Course, EndReason, has_active_grant, need_score_on};
+use super::course::{Course, has_active_grant, need_score_on};
 use super::history::CitizenHistory;
 use super::income::{YearMonth, day_runs, team_on};
 use crate::domain::{CourseKind, DeliveryMode, Pseudonym, TeamId, Track};
@@ -573,7 +573,7 @@ pub fn add_citizen(
             |t| {
                 *t.ended.entry(course.kind).or_default() += 1;
                 *t.ended_by_reason
-                    .entry(end_reason_name(course.end_reason))
+                    .entry(course.end_reason.as_str().to_owned())
                     .or_default() += 1;
                 *t.transitions.entry((course.kind, successor)).or_default() += 1;
                 if course.track == Track::Nursing {
@@ -651,11 +651,6 @@ pub fn add_citizen(
 /// A citizen's 14-day block of visits with a performer: the team of its first such visit and
 /// the distinct employees.
 type Block<'h> = (Option<TeamId>, BTreeSet<&'h Pseudonym>);
-
-/// The name of an end reason in the figures (as stored).
-fn end_reason_name(r: EndReason) -> String {
-    r.as_str().to_owned()
-}
 
 #[cfg(test)]
 mod tests {

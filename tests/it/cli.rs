@@ -1,7 +1,6 @@
 //! The command line, run as a real process against a real SQLite file.
 
 use crate::common::*;
-use progression_gateway::domain::TerminationReason;
 use progression_gateway::store::Store;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -18,26 +17,8 @@ fn gateway(args: &[&str]) -> Output {
 async fn example_store(dir: &Path) -> String {
     let url = format!("sqlite://{}", dir.join("gw.db").display());
     let store = Store::connect(&url).await.unwrap();
-    let a = HistoryBuilder::new(1)
-        .team("nord", "2026-01-01", None)
-        .grant(REHAB, "2027-01-04", Some("2027-02-28"))
-        .levels(&[2, 2, 2], "2027-01-02")
-        .level("condition-0", 4, "2027-02-10")
-        .build();
-    let b = HistoryBuilder::new(2)
-        .team("nord", "2026-01-01", None)
-        .grant(PERSONAL_CARE, "2027-01-01", None)
-        .levels(&[3, 3, 3], "2026-12-20")
-        .terminated(TerminationReason::Death, "2027-01-20")
-        .build();
-    let c = HistoryBuilder::new(3)
-        .team("nord", "2026-06-01", Some("2027-01-15"))
-        .team("syd", "2027-01-16", None)
-        .grant(PERSONAL_CARE, "2027-01-01", None)
-        .levels(&[2, 3], "2026-12-20")
-        .build();
-    for h in [&a, &b, &c] {
-        store.put_batch(&versions_of(h), None).await.unwrap();
+    for h in examples_abc() {
+        store.put_batch(&versions_of(&h), None).await.unwrap();
     }
     url
 }

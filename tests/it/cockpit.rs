@@ -5,7 +5,6 @@
 use crate::common::*;
 use progression_gateway::cockpit::{CockpitSettings, CockpitState, PrincipalSettings, router};
 use progression_gateway::config;
-use progression_gateway::domain::TerminationReason;
 use progression_gateway::store::Store;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -48,26 +47,8 @@ fn settings() -> CockpitSettings {
 async fn start(dir: &Path) -> String {
     let url = format!("sqlite://{}", dir.join("gw.db").display());
     let store = Store::connect(&url).await.unwrap();
-    let a = HistoryBuilder::new(1)
-        .team("nord", "2026-01-01", None)
-        .grant(REHAB, "2027-01-04", Some("2027-02-28"))
-        .levels(&[2, 2, 2], "2027-01-02")
-        .level("condition-0", 4, "2027-02-10")
-        .build();
-    let b = HistoryBuilder::new(2)
-        .team("nord", "2026-01-01", None)
-        .grant(PERSONAL_CARE, "2027-01-01", None)
-        .levels(&[3, 3, 3], "2026-12-20")
-        .terminated(TerminationReason::Death, "2027-01-20")
-        .build();
-    let c = HistoryBuilder::new(3)
-        .team("nord", "2026-06-01", Some("2027-01-15"))
-        .team("syd", "2027-01-16", None)
-        .grant(PERSONAL_CARE, "2027-01-01", None)
-        .levels(&[2, 3], "2026-12-20")
-        .build();
-    for h in [&a, &b, &c] {
-        store.put_batch(&versions_of(h), None).await.unwrap();
+    for h in examples_abc() {
+        store.put_batch(&versions_of(&h), None).await.unwrap();
     }
     let loaded =
         config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml")).unwrap();

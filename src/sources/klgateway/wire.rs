@@ -306,6 +306,31 @@ fn leading_type(text: &str) -> Option<&str> {
     (plain && text.matches("\"resourceType\"").nth(1).is_none()).then_some(name)
 }
 
+/// A resource read straight from its text by its type.
+enum Direct {
+    Read(Box<Resource>),
+    /// A type a delivery report does not hold as a resource.
+    NotReported,
+    /// The text is not as the wire model takes it (the tree gives the message).
+    Unreadable,
+}
+
+fn direct(kind: &str, text: &str) -> Direct {
+    fn to<T: DeserializeOwned>(text: &str, f: fn(T) -> Resource) -> Direct {
+        serde_json::from_str(text).map_or(Direct::Unreadable, |r| Direct::Read(Box::new(f(r))))
+    }
+    match kind {
+        "Patient" => to(text, Resource::Patient),
+        "CarePlan" => to(text, Resource::CarePlan),
+        "Procedure" => to(text, Resource::Procedure),
+        "Encounter" => to(text, Resource::Encounter),
+        "Condition" => to(text, Resource::Condition),
+        "Goal" => to(text, Resource::Goal),
+        "Observation" => to(text, Resource::Observation),
+        _ => Direct::NotReported,
+    }
+}
+
 /// A resource's type and id as strings, read from its text.
 #[derive(Deserialize)]
 struct Head<'a> {
@@ -353,25 +378,10 @@ impl<'a> Res<'a> {
     pub fn read(self) -> ((String, Option<String>), Result<Parsed, ShapeError>) {
         if let Res::Text(t) = &self
             && let Some(kind) = leading_type(t.get())
+            && let Direct::Read(r) = direct(kind, t.get())
         {
-            let text = t.get();
-            fn to<T: DeserializeOwned>(text: &str) -> Option<T> {
-                serde_json::from_str(text).ok()
-            }
-            let fast = match kind {
-                "Patient" => to(text).map(Resource::Patient),
-                "CarePlan" => to(text).map(Resource::CarePlan),
-                "Procedure" => to(text).map(Resource::Procedure),
-                "Encounter" => to(text).map(Resource::Encounter),
-                "Condition" => to(text).map(Resource::Condition),
-                "Goal" => to(text).map(Resource::Goal),
-                "Observation" => to(text).map(Resource::Observation),
-                _ => None,
-            };
-            if let Some(r) = fast {
-                let id = r.id().map(str::to_owned);
-                return ((kind.to_owned(), id), Ok(Parsed::Resource(Box::new(r))));
-            }
+            let id = r.id().map(str::to_owned);
+            return ((kind.to_owned(), id), Ok(Parsed::Resource(r)));
         }
         let header = self.header();
         (header, self.parse())
@@ -383,27 +393,16 @@ impl<'a> Res<'a> {
             Res::Tree(v) => return parse_resource(v),
             Res::Text(t) => t.get(),
         };
-        fn to<T: DeserializeOwned>(text: &str) -> Option<T> {
-            serde_json::from_str(text).ok()
+        if let Ok(h) = serde_json::from_str::<Head>(text) {
+            let kind = h.kind.as_deref().unwrap_or_default();
+            match direct(kind, text) {
+                Direct::Read(r) => return Ok(Parsed::Resource(r)),
+                Direct::NotReported if kind == "Bundle" => return Ok(Parsed::Bundle),
+                Direct::NotReported => return Ok(Parsed::Other),
+                Direct::Unreadable => {}
+            }
         }
-        let fast = match serde_json::from_str::<Head>(text) {
-            Ok(h) => match h.kind.as_deref().unwrap_or_default() {
-                "Patient" => to(text).map(Resource::Patient),
-                "CarePlan" => to(text).map(Resource::CarePlan),
-                "Procedure" => to(text).map(Resource::Procedure),
-                "Encounter" => to(text).map(Resource::Encounter),
-                "Condition" => to(text).map(Resource::Condition),
-                "Goal" => to(text).map(Resource::Goal),
-                "Observation" => to(text).map(Resource::Observation),
-                "Bundle" => return Ok(Parsed::Bundle),
-                _ => return Ok(Parsed::Other),
-            },
-            Err(_) => None,
-        };
-        match fast {
-            Some(r) => Ok(Parsed::Resource(Box::new(r))),
-            None => parse_resource(serde_json::from_str(text).unwrap_or(Value::Null)),
-        }
+        parse_resource(serde_json::from_str(text).unwrap_or(Value::Null))
     }
 }
 

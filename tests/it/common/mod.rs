@@ -372,6 +372,30 @@ impl HistoryBuilder {
     }
 }
 
+/// The histories of worked examples A and B in team nord, and C moving from nord to syd on
+/// 16 January 2027 (teams by roster).
+pub fn examples_abc() -> [CitizenHistory; 3] {
+    let a = HistoryBuilder::new(1)
+        .team("nord", "2026-01-01", None)
+        .grant(REHAB, "2027-01-04", Some("2027-02-28"))
+        .levels(&[2, 2, 2], "2027-01-02")
+        .level("condition-0", 4, "2027-02-10")
+        .build();
+    let b = HistoryBuilder::new(2)
+        .team("nord", "2026-01-01", None)
+        .grant(PERSONAL_CARE, "2027-01-01", None)
+        .levels(&[3, 3, 3], "2026-12-20")
+        .terminated(TerminationReason::Death, "2027-01-20")
+        .build();
+    let c = HistoryBuilder::new(3)
+        .team("nord", "2026-06-01", Some("2027-01-15"))
+        .team("syd", "2027-01-16", None)
+        .grant(PERSONAL_CARE, "2027-01-01", None)
+        .levels(&[2, 3], "2026-12-20")
+        .build();
+    [a, b, c]
+}
+
 /// Every record of a built history as a stored version (for loading a store in tests).
 pub fn versions_of(h: &CitizenHistory) -> Vec<progression_gateway::model::Versioned> {
     use progression_gateway::model::{Record, Versioned};
