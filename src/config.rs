@@ -29,6 +29,7 @@
 //! | `retention.files_days` | `90` | archived and rejected files kept |
 //! | `http.listen` | none | address of the operations HTTP server |
 //! | `http.token_file` | none | its bearer token (or `PROGRESSION_GATEWAY__HTTP__TOKEN`) |
+//! | `[cockpit]` | none | `trusted_header`, `[[cockpit.principal]]` (`name`, `token_sha256` or `user`, `teams` or `all`) |
 //!
 //! # Environment overrides
 //!
@@ -267,9 +268,14 @@ pub fn load_with_env_for(
         && let Some(cockpit) = &settings.cockpit
     {
         let teams: Vec<_> = mappings.teams.iter().map(|t| t.team.id.clone()).collect();
+        let mut problems = cockpit.problems(&teams);
+        if settings.daemon.http.is_none() {
+            problems.push(
+                "[cockpit] is served with the operations endpoints: configure [http] too".into(),
+            );
+        }
         diags.extend(
-            cockpit
-                .problems(&teams)
+            problems
                 .into_iter()
                 .map(|p| Diagnostic::file(path.display().to_string(), p)),
         );

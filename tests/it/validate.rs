@@ -713,3 +713,29 @@ name = "push-without-token"
         "{shown}"
     );
 }
+
+#[test]
+fn a_cockpit_principal_with_an_unknown_team_or_no_way_in_is_named() {
+    let c = Copy::new();
+    c.append(
+        "config/example.toml",
+        "\n[cockpit]\n[[cockpit.principal]]\nname = \"leder\"\nuser = \"x@kommune.dk\"\nteams = [\"nord\", \"øst\"]\n",
+    );
+    let shown = c.errors();
+    for message in [
+        "cockpit.principal[0] `leder`: a user needs cockpit.trusted_header",
+        "cockpit.principal[0] `leder`: team `øst` is not in teams.toml",
+        "[cockpit] is served with the operations endpoints: configure [http] too",
+    ] {
+        assert!(shown.contains(message), "{message}:\n{shown}");
+    }
+    // A principal as the README shows it loads.
+    let c = Copy::new();
+    c.append(
+        "config/example.toml",
+        "\n[http]\nlisten = \"127.0.0.1:8089\"\n\n[cockpit]\n[[cockpit.principal]]\nname = \"leder-nord\"\n\
+         token_sha256 = \"e7959a02bd8b7bd7e8efd95d6049b3697dd6b7d6fdb3532d047dfb2357bba77c\"\nteams = [\"nord\"]\n",
+    );
+    let shown = c.errors();
+    assert!(!shown.contains("cockpit"), "{shown}");
+}
