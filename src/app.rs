@@ -1306,7 +1306,7 @@ async fn figures(
         Locale::En => Number::Plain,
         Locale::Da => Number::Danish,
     };
-    let rows: Vec<FigureRow> = crate::cockpit::rows(&figs, filter, number)
+    let rows: Vec<FigureRow> = crate::cockpit::rows(&figs.figures, filter, number)
         .into_iter()
         .map(|(_, r)| r)
         .collect();

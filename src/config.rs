@@ -119,6 +119,9 @@ pub struct Settings {
     pub daemon: crate::daemon::DaemonSettings,
     /// The steering cockpit's principals, served with the operations endpoints (`[http]`).
     pub cockpit: Option<crate::cockpit::CockpitSettings>,
+    /// The finance system's actuals folder (`[actuals]`, its `dir` resolved against the
+    /// configuration file's folder; an existing folder).
+    pub actuals: Option<crate::sources::actuals::ActualsSettings>,
 }
 
 /// A configured source.
@@ -361,6 +364,8 @@ struct RawConfig {
     retention: crate::run::Retention,
     /// `[cockpit]`: who may see the steering figures (default: no cockpit).
     cockpit: Option<crate::cockpit::CockpitSettings>,
+    /// `[actuals]`: the finance system's actuals folder (default: none).
+    actuals: Option<Spanned<crate::sources::actuals::ActualsSettings>>,
 }
 
 /// `[teams]`.
@@ -529,6 +534,7 @@ struct Layers {
     http: Option<(Origin, crate::daemon::settings::RawHttp)>,
     retention: crate::run::Retention,
     cockpit: Option<crate::cockpit::CockpitSettings>,
+    actuals: Option<(Origin, crate::sources::actuals::ActualsSettings)>,
     /// Line of `[pseudonym]` (or 1), for "no key" diagnostics.
     pseudonym_origin: Option<Origin>,
 }
@@ -596,6 +602,7 @@ fn read_file_layer(src: &Source, diags: &mut Vec<Diagnostic>) -> (Layers, bool) 
         http: raw.http.map(|h| (at(h.span()), h.into_inner())),
         retention: raw.retention,
         cockpit: raw.cockpit,
+        actuals: raw.actuals.map(|a| (at(a.span()), a.into_inner())),
         sources: root
             .get_ref()
             .iter()
@@ -883,6 +890,19 @@ fn build_settings(
         }
         Some(dir)
     });
+    let actuals = layers.actuals.map(|(origin, mut a)| {
+        for p in a.problems() {
+            diags.push(origin.diag(p));
+        }
+        a.dir = config_dir.join(&a.dir);
+        if !a.dir.is_dir() {
+            diags.push(origin.diag(format!(
+                "actuals.dir {} is not a folder (missing, or a file)",
+                a.dir.display()
+            )));
+        }
+        a
+    });
     let sources = build_sources(config_dir, layers.sources, diags);
     let mut finance = layers.finance;
     if let Some(token) = layers.finance_token {
@@ -961,6 +981,7 @@ fn build_settings(
     Some(Settings {
         daemon,
         cockpit: layers.cockpit,
+        actuals,
         roster,
         events,
         sources,

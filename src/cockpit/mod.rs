@@ -321,7 +321,7 @@ async fn figures_api(
                 );
             }
         };
-    let rows: Vec<FigureRow> = rows(&figs, &filter, Number::Plain)
+    let rows: Vec<FigureRow> = rows(&figs.figures, &filter, Number::Plain)
         .into_iter()
         .filter(|(scope, _)| who.sees.scope(scope))
         .map(|(_, r)| r)
@@ -356,9 +356,9 @@ impl Filter {
             return Err(format!("no figure `{id}`"));
         }
         if let Some(t) = self.track.as_deref()
-            && !["care", "nursing"].contains(&t)
+            && !["care", "nursing", "all"].contains(&t)
         {
-            return Err(format!("the track is care or nursing, not `{t}`"));
+            return Err(format!("the track is care, nursing or all, not `{t}`"));
         }
         Ok(())
     }
@@ -424,12 +424,14 @@ pub fn rows(figs: &Figures, filter: &Filter, number: Number) -> Vec<(Scope, Figu
             || filter
                 .track
                 .as_deref()
-                .is_some_and(|t| t != cell.track.as_str())
+                .is_some_and(|t| t != figures::track_name(cell.track))
         {
             continue;
         }
         for d in CATALOGUE {
-            if filter.figure.as_deref().is_some_and(|f| f != d.id) {
+            if filter.figure.as_deref().is_some_and(|f| f != d.id)
+                || (cell.track.is_some() && !d.per_track)
+            {
                 continue;
             }
             let v = figures::value(d.id, tally).expect("every catalogued figure has a value");
@@ -445,7 +447,7 @@ pub fn rows(figs: &Figures, filter: &Filter, number: Number) -> Vec<(Scope, Figu
                 FigureRow {
                     team: team.clone(),
                     month: cell.month.to_string(),
-                    track: cell.track.as_str(),
+                    track: figures::track_name(cell.track),
                     figure: d.id,
                     value: v.value.map(shown),
                     numerator: shown(v.numerator),

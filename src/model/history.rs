@@ -100,6 +100,11 @@ impl RecordKind {
             Self::FollowUp => "follow_up",
         }
     }
+
+    /// The kind of a stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
 }
 
 impl Record {
@@ -369,9 +374,13 @@ pub fn resolve_history(versions: &[Versioned], tz: chrono_tz::Tz) -> CitizenHist
             continue;
         }
         let live = || all.iter().copied().filter(|w| !w.withdrawn);
-        for w in live() {
-            h.evidence
-                .insert((*kind, key.clone(), w.version_at), evidence(w));
+        // Only what a decision reads is evidence: a visit's hash would cost a serialization
+        // and a SHA-256 per visit, millions a year, for nothing.
+        if MODEL_KINDS.contains(kind) {
+            for w in live() {
+                h.evidence
+                    .insert((*kind, key.clone(), w.version_at), evidence(w));
+            }
         }
         match &current.record {
             Record::Citizen(r) => {

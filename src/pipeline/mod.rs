@@ -5,8 +5,11 @@
 //! ledger rows and stores the courses. The model stays pure: everything here that touches the
 //! store is in this module, nothing in `crate::model`.
 
+pub mod figures;
 pub mod incremental;
 pub mod reprice;
+
+pub use figures::{QualityFinding, Snapshot, figures};
 
 use crate::domain::{Pseudonym, TeamId, Track};
 use crate::mapping::Mappings;
@@ -103,41 +106,6 @@ pub async fn evaluate_streaming(
         })
         .await?;
     Ok(evaluator.finish())
-}
-
-/// The steering figures over `from..=to` (`to`: the as-of date): every stored version (visits
-/// included) and the recorded decisions, read citizen by citizen, each citizen's courses as of
-/// `to` (recorded decisions read back, the others as they would be decided). Changes nothing;
-/// holds one citizen's history at a time and the tallies.
-pub async fn figures(
-    store: &Store,
-    mappings: &Mappings,
-    tz: chrono_tz::Tz,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> anyhow::Result<crate::model::figures::Figures> {
-    let mut ledger: HashMap<Pseudonym, Vec<LedgerEntry>> = HashMap::new();
-    for e in store.ledger_latest().await? {
-        ledger.entry(e.citizen.clone()).or_default().push(e);
-    }
-    let mut out = crate::model::figures::Figures::default();
-    store
-        .for_each_citizen(&crate::model::RecordKind::ALL, |who, versions| {
-            let history = resolve_history(&versions, tz);
-            let recorded = ledger.remove(&who).unwrap_or_default();
-            let night = assess(&history, mappings, to, &recorded);
-            crate::model::figures::add_citizen(
-                &mut out,
-                &history,
-                &night.courses,
-                mappings,
-                tz,
-                from,
-                to,
-            );
-        })
-        .await?;
-    Ok(out)
 }
 
 /// The pure part of [`evaluate`]: the model over given versions and ledger rows, keeping the

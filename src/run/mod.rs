@@ -416,7 +416,7 @@ pub struct SourcePull {
     pub summary: ImportSummary,
 }
 
-/// Reads the roster, the events folder and every `files` and `fhir_pull` source once (only
+/// Reads the roster, the events folder, the finance actuals folder and every `files` and `fhir_pull` source once (only
 /// `only` when given; `files` sources not when `skip_files`). One source failing does not stop
 /// the others; what it stored stays. Returns the summaries and the failures (`source: error`).
 pub async fn pull_sources(
@@ -454,6 +454,17 @@ pub async fn pull_sources(
                 withdrawn = s.withdrawn
             ),
             Err(e) => failures.push(format!("events: {e}")),
+        }
+    }
+    if let Some(actuals) = &loaded.settings.actuals {
+        match crate::sources::actuals::sync(store, actuals).await {
+            Ok(s) => tracing::info!(
+                message = "Finance actuals read.",
+                files = s.files,
+                stored_files = s.stored_files,
+                stored_months = s.stored_months
+            ),
+            Err(e) => failures.push(format!("actuals: {e}")),
         }
     }
     for source in &loaded.settings.sources {

@@ -7,6 +7,7 @@
 //! - [`roster`]: a team roster file (CPR or source id, team, from, to).
 //! - [`events`]: a folder of termination events files (citizen, event, date).
 
+pub mod actuals;
 pub mod events;
 pub mod fhir_pull;
 pub mod fhir_push;

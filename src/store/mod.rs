@@ -115,12 +115,15 @@ macro_rules! with_pool {
     };
 }
 
+mod actuals;
 mod journal;
 mod ledger;
 mod outbox;
+mod packed;
 pub use journal::{NewRun, Outcome, RunCounts, RunRecord, StepRecord, Trigger};
 pub use ledger::LedgerRow;
 pub use outbox::{OutboxVoucher, PostedTotals};
+pub use packed::{CitizenRange, PackedCitizen};
 
 /// The database: SQLite or PostgreSQL. Cheap to clone (a connection pool).
 #[derive(Clone)]

@@ -118,7 +118,7 @@ fn cell(scope: Scope, month: &str, track: Track) -> Cell {
     Cell {
         scope,
         month: YearMonth::of(day),
-        track,
+        track: Some(track),
     }
 }
 

@@ -1538,3 +1538,118 @@ async fn a_postgres_store_of_the_text_format_migrates_to_the_compact_one() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+store_test!(packed_citizens_read_back_as_citizen_by_citizen);
+/// The packed read (one row per citizen, decoded on the caller's thread) gives every citizen's
+/// versions exactly as the row-by-row read does, in receipt order, over any split of the
+/// citizens into ranges; text with quotes, newlines and non-ASCII survives the packing.
+async fn packed_citizens_read_back_as_citizen_by_citizen(store: Store) {
+    use progression_gateway::model::RecordKind;
+    use progression_gateway::store::CitizenRange;
+    let mut batch = Vec::new();
+    for n in [0x00u8, 0x3f, 0x40, 0x7f, 0x80, 0xbf, 0xc0, 0xff] {
+        let c = citizen(n);
+        batch.extend(one_of_each_kind(&c));
+        // A later version of the grant, then an older one arriving late: receipt order counts.
+        batch.push(version(
+            "s",
+            "2027-03-01T00:00:00Z",
+            Record::Grant(grant(&c, "g1", Some("2027-06-30"))),
+        ));
+        batch.push(version(
+            "s",
+            "2027-02-01T00:00:00Z",
+            Record::Grant(grant(&c, "g1", Some("2027-05-31"))),
+        ));
+    }
+    let odd = citizen(0x42);
+    let mut a = one_of_each_kind(&odd);
+    for v in &mut a {
+        v.source = "kilde med \"citat\"\nog æøå".into();
+    }
+    batch.extend(a);
+    store.put_batch(&batch, None).await.unwrap();
+
+    let mut expected = Vec::new();
+    store
+        .for_each_citizen(&RecordKind::ALL, |who, vs| expected.push((who, vs)))
+        .await
+        .unwrap();
+    assert_eq!(expected.len(), 9);
+    for parts in 1..=5 {
+        let mut got = Vec::new();
+        for range in CitizenRange::split(parts) {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+            let reader = store.send_citizens_packed(&RecordKind::ALL, range, tx);
+            let collect = async {
+                let mut out = Vec::new();
+                while let Some(p) = rx.recv().await {
+                    out.push(p.unpack().unwrap());
+                }
+                out
+            };
+            let (n, part) = tokio::join!(reader, collect);
+            assert_eq!(n.unwrap(), part.len() as u64);
+            got.extend(part);
+        }
+        assert_eq!(got, expected, "split into {parts} ranges");
+    }
+    // Only the kinds asked for.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    store
+        .send_citizens_packed(&[RecordKind::Visit], CitizenRange { from: 0, to: None }, tx)
+        .await
+        .unwrap();
+    let mut visits = 0;
+    while let Some(p) = rx.recv().await {
+        let (_, vs) = p.unpack().unwrap();
+        assert!(vs.iter().all(|v| v.record.kind() == RecordKind::Visit));
+        visits += vs.len();
+    }
+    assert_eq!(visits, 9);
+}
+
+store_test!(actuals_files_are_stored_once_and_the_later_file_wins);
+/// A finance actuals file is stored once per content; a later file replaces, per cost centre
+/// and month, what an earlier one said, and leaves the other months as they were.
+async fn actuals_files_are_stored_once_and_the_later_file_wins(store: Store) {
+    use progression_gateway::model::figures::Actual;
+    use progression_gateway::sources::actuals::ActualsFile;
+    let ym = |m: u32| YearMonth {
+        year: 2027,
+        month: m,
+    };
+    let actual = |cc: &str, m: u32, amount: &str| Actual {
+        cost_centre: cc.into(),
+        month: ym(m),
+        amount: amount.parse().unwrap(),
+    };
+    let january = ActualsFile {
+        name: "regnskab-januar.csv".into(),
+        content_hash: "a".repeat(64),
+        actuals: vec![actual("1001", 1, "1000.50"), actual("1002", 1, "2000.00")],
+    };
+    assert!(store.put_actuals_file(&january).await.unwrap());
+    assert!(
+        !store.put_actuals_file(&january).await.unwrap(),
+        "the same content again is not stored twice"
+    );
+    let stamp = store.data_stamp().await.unwrap();
+    let restated = ActualsFile {
+        name: "regnskab-februar.csv".into(),
+        content_hash: "b".repeat(64),
+        actuals: vec![actual("1001", 1, "1100.00"), actual("1001", 2, "-50.25")],
+    };
+    assert!(store.put_actuals_file(&restated).await.unwrap());
+    assert_eq!(
+        store.actuals().await.unwrap(),
+        vec![
+            actual("1001", 1, "1100.00"),
+            actual("1001", 2, "-50.25"),
+            actual("1002", 1, "2000.00"),
+        ]
+    );
+    let later = store.data_stamp().await.unwrap();
+    assert!(later[2] > stamp[2], "{stamp:?} {later:?}");
+    assert_eq!(later[..2], stamp[..2]);
+}
