@@ -1,26 +1,54 @@
-//! The steering cockpit's HTTP side: who may see which team, and the figures API, merged into
-//! the operations server when `[cockpit]` is configured.
+//! The steering cockpit's HTTP side, merged into the operations server when `[cockpit]` is
+//! configured: the page `/cockpit` (Danish, server-rendered, charts as SVG with a table behind
+//! each, nothing fetched from elsewhere), and the API behind it.
 //!
 //! | Endpoint | Answer |
 //! |---|---|
-//! | `GET /cockpit/api/catalogue` | 200, JSON: every figure's id, Danish name, definition, numerator, denominator, level |
-//! | `GET /cockpit/api/figures?from=&to=&team=&track=&figure=&format=json\|csv` | 200, the figures the principal may see; 403 for a team outside its scope; 404 for a team not in `teams.toml` |
+//! | `GET /cockpit` | the principal's overview (management: every team; a team leader: their team) |
+//! | `GET /cockpit/team/{team}` | a team's page (`municipality`, `unassigned` for management) |
+//! | `GET /cockpit/team/{team}/figure/{id}?month=&track=` | the courses behind a figure |
+//! | `GET /cockpit/course/{id}` | a course's decision, evidence and supersessions |
+//! | `GET/POST /cockpit/login`, `POST /cockpit/logout` | sign in with a token (a session cookie), sign out |
+//! | `GET /cockpit/api/catalogue` | every figure's id, Danish name, definition, numerator, denominator, level |
+//! | `GET /cockpit/api/figures?from=&to=&team=&track=&figure=&format=json\|csv` | the figures the principal may see |
+//! | `GET /cockpit/api/courses?team=&month=&track=&figure=&format=` | the courses behind a figure |
+//! | `GET /cockpit/api/course/{id}` | a course explained (no citizen) |
+//! | `GET /cockpit/api/ending?team=` | courses ending in the next 14 days |
+//! | `GET /cockpit/api/findings?team=` | data-quality findings with what to do |
 //!
 //! A request names its principal by `Authorization: Bearer <token>` (the configuration holds
-//! only each token's SHA-256, compared in constant time) or, behind the municipality's
-//! single-sign-on reverse proxy, by the configured trusted header. A team leader's scope is
-//! their teams; management's (`all = true`) every team, the days without a team and the whole
-//! municipality. No principal: 401. A team outside the scope: 403, logged with the principal's
-//! name and the path only. No CPR number or pseudonym is in any answer.
+//! only each token's SHA-256, compared in constant time), by the session cookie the sign-in
+//! form gave for such a token, or, behind the municipality's single-sign-on reverse proxy, by
+//! the configured trusted header. A team leader's scope is their teams; management's
+//! (`all = true`) every team, the days without a team and the whole municipality. No
+//! principal: 401 (the page sends the browser to the sign-in form). Outside the scope: 403,
+//! logged with the principal's name and the path only. No CPR number or pseudonym is in any
+//! answer: the figures and course facts hold none, and a course's explanation leaves its
+//! citizen out.
+
+#[allow(
+    clippy::result_large_err,
+    reason = "handlers' early returns are axum responses, built once per request"
+)]
+mod api;
+pub mod cache;
+pub mod chart;
+pub mod format;
+#[allow(
+    clippy::result_large_err,
+    reason = "handlers' early returns are axum responses, built once per request"
+)]
+mod page;
+pub mod session;
 
 use crate::config::Loaded;
 use crate::domain::TeamId;
 use crate::model::figures::{self, CATALOGUE, Figures, Scope, Unit};
 use crate::store::Store;
 use axum::Router;
-use axum::extract::{Query, State};
+
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+
 use axum::routing::get;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -39,6 +67,18 @@ pub struct CockpitSettings {
     /// `[[cockpit.principal]]`: who may see what.
     #[serde(default, rename = "principal")]
     pub principals: Vec<PrincipalSettings>,
+    /// Mark the sign-in cookie `Secure` (sent over HTTPS only). Set it when the cockpit is
+    /// reached over HTTPS (behind the municipality's TLS proxy); default false, so a plain
+    /// `http://127.0.0.1` cockpit (the demo) can sign in.
+    #[serde(default)]
+    pub secure_cookie: bool,
+    /// Hours a sign-in lasts (default 8, at most 24).
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u32,
+}
+
+fn default_session_hours() -> u32 {
+    8
 }
 
 /// `[[cockpit.principal]]`.
@@ -67,6 +107,12 @@ impl CockpitSettings {
     /// team ids of `teams.toml`.
     pub fn problems(&self, teams: &[TeamId]) -> Vec<String> {
         let mut out = Vec::new();
+        if !(1..=24).contains(&self.session_hours) {
+            out.push(format!(
+                "cockpit.session_hours is {}: give 1 to 24",
+                self.session_hours
+            ));
+        }
         if let Some(h) = &self.trusted_header
             && header::HeaderName::from_bytes(h.as_bytes()).is_err()
         {
@@ -136,6 +182,10 @@ pub struct CockpitState {
     loaded: Arc<Loaded>,
     principals: Arc<Vec<Principal>>,
     trusted_header: Option<header::HeaderName>,
+    cache: Arc<cache::SnapshotCache>,
+    sessions: Arc<session::Sessions>,
+    secure_cookie: bool,
+    session_ttl: std::time::Duration,
 }
 
 impl CockpitState {
@@ -180,10 +230,31 @@ impl CockpitState {
                 .trusted_header
                 .as_deref()
                 .and_then(|h| header::HeaderName::from_bytes(h.as_bytes()).ok()),
+            cache: Arc::default(),
+            sessions: Arc::default(),
+            secure_cookie: settings.secure_cookie,
+            session_ttl: std::time::Duration::from_secs(u64::from(settings.session_hours) * 3600),
         })
     }
 
-    /// The principal of a request: its bearer token's digest, else the trusted header's user.
+    /// The index of the principal whose token this is (every principal is compared, in
+    /// constant time, without an early exit).
+    fn by_token(&self, token: &str) -> Option<usize> {
+        let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (i, p) in self.principals.iter().enumerate() {
+            if let Some(want) = &p.token {
+                let diff = given.iter().zip(want).fold(0u8, |a, (x, y)| a | (x ^ y));
+                if std::hint::black_box(diff) == 0 {
+                    found = Some(i);
+                }
+            }
+        }
+        found
+    }
+
+    /// The principal of a request: its bearer token, else its session cookie, else the
+    /// trusted header's user.
     fn principal(&self, headers: &HeaderMap) -> Option<&Principal> {
         let bearer = headers
             .get(header::AUTHORIZATION)
@@ -193,18 +264,12 @@ impl CockpitState {
             .map(|(_, t)| t.trim())
             .filter(|t| !t.is_empty());
         if let Some(token) = bearer {
-            let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-            // Every principal is compared, without an early exit.
-            let mut found = None;
-            for p in self.principals.iter() {
-                if let Some(want) = &p.token {
-                    let diff = given.iter().zip(want).fold(0u8, |a, (x, y)| a | (x ^ y));
-                    if std::hint::black_box(diff) == 0 {
-                        found = Some(p);
-                    }
-                }
-            }
-            return found;
+            return self.by_token(token).map(|i| &self.principals[i]);
+        }
+        if let Some(id) = session::cookie_of(headers)
+            && let Some(i) = self.sessions.principal(&id)
+        {
+            return self.principals.get(i);
         }
         let name = self.trusted_header.as_ref()?;
         let user = headers.get(name)?.to_str().ok()?.trim();
@@ -212,128 +277,138 @@ impl CockpitState {
             .iter()
             .find(|p| p.user.as_deref() == Some(user))
     }
+
+    /// Today in the municipality's time zone.
+    fn today(&self) -> NaiveDate {
+        chrono::Utc::now()
+            .with_timezone(&self.loaded.settings.time_zone)
+            .date_naive()
+    }
+
+    /// A period from optional bounds: `to` defaults to yesterday (the last whole day), `from`
+    /// to 1 January of `to`'s year.
+    fn period(
+        &self,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<(NaiveDate, NaiveDate), &'static str> {
+        let to = to.unwrap_or(self.today() - chrono::Days::new(1));
+        let from = from.unwrap_or_else(|| {
+            NaiveDate::from_ymd_opt(chrono::Datelike::year(&to), 1, 1).expect("1 January")
+        });
+        if from > to {
+            return Err("from ligger efter to");
+        }
+        if (to - from).num_days() > 3 * 366 {
+            return Err("perioden er længere end tre år");
+        }
+        Ok((from, to))
+    }
+
+    /// The scope a name stands for: a team id of `teams.toml`, `unassigned` or
+    /// `municipality`. Err: 400 for a malformed name, 404 for a team not in `teams.toml`.
+    fn scope(&self, name: &str) -> Result<Scope, (StatusCode, &'static str)> {
+        match name {
+            "municipality" => Ok(Scope::Municipality),
+            "unassigned" => Ok(Scope::Unassigned),
+            t => match TeamId::parse(t) {
+                Ok(id) if self.loaded.mappings.team(&id).is_some() => Ok(Scope::Team(id)),
+                Ok(_) => Err((StatusCode::NOT_FOUND, "Teamet findes ikke i teams.toml.")),
+                Err(_) => Err((StatusCode::BAD_REQUEST, "team er ikke et team-id")),
+            },
+        }
+    }
+
+    /// Whether `who` may see `scope`; a refusal is logged with the principal's name and the
+    /// path only.
+    fn allowed(&self, who: &Principal, scope: &Scope, path: &str) -> bool {
+        let ok = who.sees.scope(scope);
+        if !ok {
+            tracing::warn!(
+                principal = %who.name,
+                path = %path,
+                "Cockpit request refused: outside the principal's scope."
+            );
+        }
+        ok
+    }
+
+    /// The scopes a principal sees, in the order the page lists them.
+    fn scopes_of(&self, who: &Principal) -> Vec<Scope> {
+        let teams = self
+            .loaded
+            .mappings
+            .teams
+            .iter()
+            .map(|t| Scope::Team(t.team.id.clone()));
+        match &who.sees {
+            Sees::All => std::iter::once(Scope::Municipality)
+                .chain(teams)
+                .chain(std::iter::once(Scope::Unassigned))
+                .collect(),
+            Sees::Teams(_) => teams.filter(|s| who.sees.scope(s)).collect(),
+        }
+    }
+
+    /// The figures of a period as the store is now (kept while nothing changed).
+    async fn snapshot(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<Arc<crate::pipeline::Snapshot>> {
+        self.cache
+            .get(
+                &self.store,
+                &self.loaded.mappings,
+                self.loaded.settings.time_zone,
+                from,
+                to,
+            )
+            .await
+    }
+
+    /// Computes the default period's figures now (after a nightly run), so the first
+    /// person to open the cockpit does not wait for them.
+    pub async fn warm(&self) {
+        if let Ok((from, to)) = self.period(None, None)
+            && let Err(e) = self.snapshot(from, to).await
+        {
+            tracing::warn!(message = "Cockpit figures could not be computed.", error = %format!("{e:#}"));
+        }
+    }
+
+    /// A team's name for people (`Team Nord`), `Hele kommunen`, `Dage uden team`.
+    fn scope_title(&self, scope: &Scope) -> String {
+        match scope {
+            Scope::Municipality => "Hele kommunen".into(),
+            Scope::Unassigned => "Dage uden team".into(),
+            Scope::Team(t) => self
+                .loaded
+                .mappings
+                .team(t)
+                .map_or_else(|| t.to_string(), |m| m.name.clone()),
+        }
+    }
 }
 
 /// The cockpit's routes (`/cockpit/...`), with their state.
 pub fn router(state: CockpitState) -> Router {
     Router::new()
-        .route("/cockpit/api/catalogue", get(catalogue))
-        .route("/cockpit/api/figures", get(figures_api))
+        .route("/cockpit", get(page::home))
+        .route("/cockpit/", get(page::home))
+        .route("/cockpit/login", get(page::login_form).post(page::login))
+        .route("/cockpit/logout", axum::routing::post(page::logout))
+        .route("/cockpit/cockpit.css", get(page::stylesheet))
+        .route("/cockpit/team/{team}", get(page::team))
+        .route("/cockpit/team/{team}/figure/{figure}", get(page::figure))
+        .route("/cockpit/course/{id}", get(page::course))
+        .route("/cockpit/api/catalogue", get(api::catalogue))
+        .route("/cockpit/api/figures", get(api::figures))
+        .route("/cockpit/api/courses", get(api::courses))
+        .route("/cockpit/api/course/{id}", get(api::course))
+        .route("/cockpit/api/ending", get(api::ending_api))
+        .route("/cockpit/api/findings", get(api::findings_api))
         .with_state(state)
-}
-
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
-}
-
-fn unauthorized() -> Response {
-    let mut r = error(
-        StatusCode::UNAUTHORIZED,
-        "Log ind: en gyldig adgangsnøgle (Authorization: Bearer) eller log-ind via kommunens portal kræves.",
-    );
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer realm=\"cockpit\""),
-    );
-    r
-}
-
-async fn catalogue(State(state): State<CockpitState>, headers: HeaderMap) -> Response {
-    if state.principal(&headers).is_none() {
-        return unauthorized();
-    }
-    axum::Json(CATALOGUE).into_response()
-}
-
-/// The query of `/cockpit/api/figures`.
-#[derive(Debug, Deserialize)]
-pub struct FiguresQuery {
-    /// First day (default: 1 January of `to`'s year).
-    pub from: Option<NaiveDate>,
-    /// The as-of date (default: yesterday in the municipality's time zone).
-    pub to: Option<NaiveDate>,
-    /// A team id, `unassigned` or `municipality`.
-    pub team: Option<String>,
-    /// `care` or `nursing`.
-    pub track: Option<String>,
-    /// A figure id.
-    pub figure: Option<String>,
-    /// `json` (default) or `csv`.
-    pub format: Option<String>,
-}
-
-async fn figures_api(
-    State(state): State<CockpitState>,
-    headers: HeaderMap,
-    Query(q): Query<FiguresQuery>,
-) -> Response {
-    let Some(who) = state.principal(&headers) else {
-        return unauthorized();
-    };
-    if let Some(team) = q.team.as_deref() {
-        let scope = match team {
-            "municipality" => Scope::Municipality,
-            "unassigned" => Scope::Unassigned,
-            t => match TeamId::parse(t) {
-                Ok(id) => Scope::Team(id),
-                Err(_) => return error(StatusCode::BAD_REQUEST, "team er ikke et team-id"),
-            },
-        };
-        if let Scope::Team(id) = &scope
-            && state.loaded.mappings.team(id).is_none()
-        {
-            return error(StatusCode::NOT_FOUND, "Teamet findes ikke i teams.toml.");
-        }
-        if !who.sees.scope(&scope) {
-            tracing::warn!(
-                principal = %who.name,
-                path = "/cockpit/api/figures",
-                "Cockpit request refused: the team is outside the principal's scope."
-            );
-            return error(StatusCode::FORBIDDEN, "Du har ikke adgang til dette team.");
-        }
-    }
-    let tz = state.loaded.settings.time_zone;
-    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
-    let to = q.to.unwrap_or(today - chrono::Days::new(1));
-    let from = q.from.unwrap_or_else(|| {
-        NaiveDate::from_ymd_opt(chrono::Datelike::year(&to), 1, 1).expect("1 January")
-    });
-    if from > to {
-        return error(StatusCode::BAD_REQUEST, "from ligger efter to");
-    }
-    let filter = Filter {
-        team: q.team.clone(),
-        track: q.track.clone(),
-        figure: q.figure.clone(),
-    };
-    if let Err(e) = filter.check() {
-        return error(StatusCode::BAD_REQUEST, &e);
-    }
-    let figs =
-        match crate::pipeline::figures(&state.store, &state.loaded.mappings, tz, from, to).await {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(error = %e, "Cockpit figures could not be computed.");
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Tallene kan ikke beregnes lige nu.",
-                );
-            }
-        };
-    let rows: Vec<FigureRow> = rows(&figs.figures, &filter, Number::Plain)
-        .into_iter()
-        .filter(|(scope, _)| who.sees.scope(scope))
-        .map(|(_, r)| r)
-        .collect();
-    match q.format.as_deref() {
-        None | Some("json") => axum::Json(rows).into_response(),
-        Some("csv") => match csv_text(&rows, b',') {
-            Ok(text) => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response(),
-            Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "CSV kunne ikke skrives"),
-        },
-        Some(_) => error(StatusCode::BAD_REQUEST, "format er json eller csv"),
-    }
 }
 
 /// Which figures to show.

@@ -40,6 +40,8 @@ fn settings() -> CockpitSettings {
             principal("ledelse", Some(MANAGEMENT), None, &[]),
             principal("leder-syd", None, Some("syd-leder@kommune.dk"), &["syd"]),
         ],
+        secure_cookie: false,
+        session_hours: 8,
     }
 }
 
@@ -218,4 +220,251 @@ fn the_settings_name_what_is_wrong() {
         "{problems}"
     );
     assert!(problems.contains("`both`: give teams"), "{problems}");
+}
+
+/// Every `data-figure`/`data-month`/`data-track`/`data-value` of a page: the API's value
+/// (`""`: no data) the page carries beside the Danish text of each figure.
+fn page_values(html: &str) -> Vec<(String, String, String, String)> {
+    let attr = |tag: &str, name: &str| -> String {
+        let key = format!("{name}=\"");
+        let at = tag.find(&key).unwrap_or_else(|| panic!("{name} in {tag}")) + key.len();
+        tag[at..at + tag[at..].find('"').unwrap()].to_owned()
+    };
+    html.split("<td ")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('>').unwrap()])
+        .filter(|tag| tag.contains("data-figure="))
+        .map(|tag| {
+            (
+                attr(tag, "data-figure"),
+                attr(tag, "data-month"),
+                attr(tag, "data-track"),
+                attr(tag, "data-value"),
+            )
+        })
+        .collect()
+}
+
+/// The API's values of a team over a period, by (figure, month, track).
+async fn api_values(
+    base: &str,
+    auth: &[(&str, &str)],
+    team: &str,
+    to: &str,
+) -> Vec<serde_json::Value> {
+    let (status, body) = get(
+        &format!("{base}/cockpit/api/figures?team={team}&track=all&from=2027-01-01&to={to}"),
+        auth,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn assert_page_equals_api(cells: &[(String, String, String, String)], api: &[serde_json::Value]) {
+    assert!(cells.len() >= 30, "a value per figure and month: {cells:?}");
+    for (figure, month, track, value) in cells {
+        let row = api
+            .iter()
+            .find(|r| {
+                r["figure"] == figure.as_str()
+                    && r["month"] == month.as_str()
+                    && r["track"] == track.as_str()
+            })
+            .unwrap_or_else(|| panic!("{figure} {month} {track} not in the API"));
+        assert_eq!(
+            row["value"].as_str().unwrap_or(""),
+            value,
+            "{figure} {month} {track}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_team_page_is_danish_and_carries_the_apis_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start(dir.path()).await;
+    let m = bearer(MANAGEMENT);
+    let auth = [(m.0, m.1.as_str())];
+    let (status, html) = get(&format!("{base}/cockpit/team/nord?to=2027-02-20"), &auth).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains(r#"<html lang="da">"#));
+    // Amounts, dates and months the Danish way: January's income 28 x 250 + 20 x 260 + 15 x 180.
+    for text in [
+        "14.900,00 kr.",
+        "1. januar 2027 – 20. februar 2027",
+        "januar 2027",
+        "Tilgang",
+        "Overgange mellem forløbstyper",
+    ] {
+        assert!(html.contains(text), "{text} not on the page");
+    }
+    // A's development course, ending on 28 March, is among the courses ending in the next
+    // 14 days on 20 March, and not on 20 February.
+    assert!(!html.contains(r#"id="ending""#), "nothing ends by 6 March");
+    let (_, march) = get(&format!("{base}/cockpit/team/nord?to=2027-03-20"), &auth).await;
+    let ending = &march[march.find(r#"id="ending""#).expect("the ending table")..];
+    assert!(
+        ending.contains("28. marts 2027") && ending.contains("udviklingsforløb"),
+        "{ending}"
+    );
+    // Two charts, each with its tables; nothing fetched from elsewhere; no script.
+    assert_eq!(html.matches("<svg class=\"chart\"").count(), 2);
+    assert!(
+        !html.contains("<script")
+            && !html
+                .replace(r#"xmlns="http://www.w3.org/2000/svg""#, "")
+                .contains("http")
+    );
+    // Every figure on the page has the API's value.
+    let api = api_values(&base, &auth, "nord", "2027-02-20").await;
+    assert_page_equals_api(&page_values(&html), &api);
+
+    // The overview lists every team for management; the municipality's page exists.
+    let (status, html) = get(&format!("{base}/cockpit?to=2027-02-20"), &auth).await;
+    assert_eq!(status, 200);
+    for t in ["Team Nord", "Team Syd", "Hele kommunen"] {
+        assert!(html.contains(t), "{t}");
+    }
+    let (status, _) = get(
+        &format!("{base}/cockpit/team/municipality?to=2027-02-20"),
+        &auth,
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_figure_drills_down_to_its_courses_and_a_course_to_its_decision_without_a_citizen() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start(dir.path()).await;
+    let m = bearer(MANAGEMENT);
+    let auth = [(m.0, m.1.as_str())];
+    // Outflow in nord, January, care: B (died 20 January).
+    let (status, html) = get(
+        &format!("{base}/cockpit/team/nord/figure/outflow?month=2027-01&track=care&to=2027-03-31"),
+        &auth,
+    )
+    .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("dødsfald") && html.contains("20. januar 2027"),
+        "{html}"
+    );
+    assert_eq!(html.matches("/cockpit/course/").count(), 1, "{html}");
+    let at = html.find("/cockpit/course/").unwrap();
+    let link = &html[at..at + html[at..].find('"').unwrap()].replace("&#38;", "&");
+    let (status, course) = get(&format!("{base}{link}"), &auth).await;
+    assert_eq!(status, 200, "{course}");
+    assert!(
+        course.contains("stabiliseringsforløb") && course.contains("260,00 kr. pr. dag"),
+        "{course}"
+    );
+    for page in [&html, &course] {
+        assert!(
+            !page
+                .split(|c: char| !c.is_ascii_hexdigit())
+                .any(|w| w.len() >= 64),
+            "no pseudonym on a page"
+        );
+    }
+}
+
+/// A client that does not follow redirects, to see the page's answers themselves.
+fn session_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_team_leader_signs_in_and_is_refused_another_teams_page_and_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start(dir.path()).await;
+    let c = session_client();
+    // Not signed in: the page sends the browser to the sign-in form.
+    let r = c
+        .get(format!("{base}/cockpit/team/nord"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/cockpit/login");
+    // A wrong token: 401 and the form again.
+    let r = c
+        .post(format!("{base}/cockpit/login"))
+        .form(&[("token", "not-a-token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Nøglen blev ikke genkendt")
+    );
+    // The leader's token: a session cookie, HttpOnly and SameSite=Strict.
+    let r = c
+        .post(format!("{base}/cockpit/login"))
+        .form(&[("token", LEADER_NORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains(LEADER_NORD), "the cookie is not the token");
+    let jar = cookie.split(';').next().unwrap().to_owned();
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(
+            [(
+                reqwest::header::COOKIE,
+                reqwest::header::HeaderValue::from_str(&jar).unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .unwrap();
+    // One team: the overview is the team's page.
+    let r = c.get(format!("{base}/cockpit")).send().await.unwrap();
+    assert_eq!(r.headers()["location"], "/cockpit/team/nord");
+    let r = c
+        .get(format!("{base}/cockpit/team/nord?to=2027-01-31"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Another team's page and data: 403, both.
+    for path in [
+        "/cockpit/team/syd?to=2027-01-31",
+        "/cockpit/team/municipality?to=2027-01-31",
+        "/cockpit/team/syd/figure/income?month=2027-01&track=care&to=2027-01-31",
+        "/cockpit/api/figures?team=syd&to=2027-01-31",
+        "/cockpit/api/courses?team=syd&month=2027-01&track=care&figure=income&to=2027-01-31",
+        "/cockpit/api/ending?team=syd&to=2027-01-31",
+        "/cockpit/api/findings?team=syd&to=2027-01-31",
+    ] {
+        let r = c.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    // Signed out, the cookie no longer works.
+    let r = c
+        .post(format!("{base}/cockpit/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let r = c
+        .get(format!("{base}/cockpit/team/nord"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "a closed session is no principal");
 }
