@@ -468,3 +468,182 @@ async fn a_team_leader_signs_in_and_is_refused_another_teams_page_and_data() {
         .unwrap();
     assert_eq!(r.status(), 303, "a closed session is no principal");
 }
+
+// ---------------------------------------------------------------------------------------------
+// In a real headless browser: Debian's chromium driven through chromedriver (WebDriver).
+// ---------------------------------------------------------------------------------------------
+
+/// chromedriver on a free loopback port, stopped when dropped.
+struct Driver {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// chromium and chromedriver, or `None` (with the reason printed) when they are not installed
+/// and `PROGRESSION_GATEWAY_TEST_BROWSER` is not `required` (`.ci/run` sets it: there the
+/// browser test never skips).
+async fn driver() -> Option<Driver> {
+    let found = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
+        .iter()
+        .all(|p| Path::new(p).exists());
+    if !found {
+        assert_ne!(
+            std::env::var("PROGRESSION_GATEWAY_TEST_BROWSER").as_deref(),
+            Ok("required"),
+            "chromium and chromium-driver are required (apt-get install chromium chromium-driver)"
+        );
+        eprintln!(
+            "skipped: chromium or chromedriver is not installed (apt-get install chromium chromium-driver)"
+        );
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("/usr/bin/chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let d = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(format!("{}/status", d.url)).await
+            && r.status().is_success()
+        {
+            return Some(d);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not answer on {}", d.url);
+}
+
+async fn browser(d: &Driver) -> fantoccini::Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--hide-scrollbars", "--window-size=1300,2600", "--lang=da-DK"]
+        }),
+    );
+    fantoccini::ClientBuilder::rustls()
+        .expect("a WebDriver client")
+        .capabilities(caps)
+        .connect(&d.url)
+        .await
+        .expect("a chromium session")
+}
+
+/// Where the team overview's screenshot is written for a person to look at.
+fn screenshot_path() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("cockpit-screenshots").join("team-nord.png")
+}
+
+#[tokio::test]
+async fn in_a_browser_a_team_leader_signs_in_sees_the_apis_figures_and_not_another_team() {
+    use fantoccini::Locator;
+    let Some(d) = driver().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let base = start(dir.path()).await;
+    let b = browser(&d).await;
+    let result = async {
+        // Sign in through the form, as a person does.
+        b.goto(&format!("{base}/cockpit/team/nord?to=2027-03-20"))
+            .await?;
+        assert!(b.current_url().await?.path().ends_with("/cockpit/login"));
+        b.find(Locator::Id("token"))
+            .await?
+            .send_keys(LEADER_NORD)
+            .await?;
+        b.find(Locator::Css("form.login button"))
+            .await?
+            .click()
+            .await?;
+        b.wait().for_element(Locator::Id("team")).await?;
+        assert_eq!(b.current_url().await?.path(), "/cockpit/team/nord");
+
+        // The page as the browser rendered it: every figure's value is the API's.
+        b.goto(&format!("{base}/cockpit/team/nord?to=2027-03-20"))
+            .await?;
+        let heading = b.find(Locator::Css("h1#team")).await?.text().await?;
+        assert_eq!(heading, "Team Nord");
+        let mut cells = Vec::new();
+        for td in b.find_all(Locator::Css("td[data-figure]")).await? {
+            let attr = |name: &'static str| {
+                let td = td.clone();
+                async move { td.attr(name).await.map(|v| v.unwrap_or_default()) }
+            };
+            cells.push((
+                attr("data-figure").await?,
+                attr("data-month").await?,
+                attr("data-track").await?,
+                attr("data-value").await?,
+            ));
+        }
+        let m = bearer(MANAGEMENT);
+        let api = api_values(&base, &[(m.0, m.1.as_str())], "nord", "2027-03-20").await;
+        assert_page_equals_api(&cells, &api);
+        // January's income, as a person reads it in the table.
+        let income = b
+            .find(Locator::Css(
+                r#"td[data-figure="income"][data-month="2027-01"]"#,
+            ))
+            .await?
+            .text()
+            .await?;
+        assert_eq!(income, "14.900,00 kr.");
+        // Both charts drawn, with a bar for January's income.
+        assert_eq!(b.find_all(Locator::Css("svg.chart")).await?.len(), 2);
+        std::fs::create_dir_all(screenshot_path().parent().unwrap()).unwrap();
+        std::fs::write(screenshot_path(), b.screenshot().await?).unwrap();
+
+        // Another team's page: refused, in Danish. The same session's cookie, asked for the
+        // page and the data directly: 403 both.
+        b.goto(&format!("{base}/cockpit/team/syd?to=2027-03-20"))
+            .await?;
+        let h1 = b.find(Locator::Css("h1")).await?.text().await?;
+        assert_eq!(h1, "Ingen adgang");
+        let cookie = b
+            .get_named_cookie(progression_gateway::cockpit::session::COOKIE)
+            .await?;
+        let jar = format!("{}={}", cookie.name(), cookie.value());
+        for path in [
+            "/cockpit/team/syd?to=2027-03-20",
+            "/cockpit/api/figures?team=syd&to=2027-03-20",
+        ] {
+            let r = reqwest::Client::new()
+                .get(format!("{base}{path}"))
+                .header("cookie", &jar)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 403, "{path}");
+        }
+        Ok::<_, fantoccini::error::CmdError>(())
+    }
+    .await;
+    b.close().await.ok();
+    result.expect("the browser session");
+    let png = std::fs::read(screenshot_path()).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a real screenshot"
+    );
+}
