@@ -217,6 +217,13 @@ pub enum Command {
         /// Output format of the summary.
         #[arg(long, value_enum, default_value_t = CoursesFormat::Table)]
         format: CoursesFormat,
+        /// After the run, serve the steering cockpit (and print its address and tokens) until
+        /// Ctrl-C.
+        #[arg(long)]
+        serve: bool,
+        /// Where `--serve` listens.
+        #[arg(long, value_name = "ADDR", default_value = crate::demo::DEFAULT_LISTEN, requires = "serve")]
+        listen: std::net::SocketAddr,
     },
     /// Why a course is paid what it is (its decision, rule, table cell, evidence and
     /// supersessions), or what a voucher's amount is made of (the course-days that sum to it,
@@ -338,6 +345,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         days,
         seed,
         format,
+        serve,
+        listen,
     } = cli.command
     {
         // The demo builds its own configuration: it needs no file.
@@ -349,6 +358,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             days,
             seed,
             json: matches!(format, CoursesFormat::Json),
+            serve,
+            listen,
         };
         return match crate::demo::main(opts).await {
             Ok(code) => ExitCode::from(code),

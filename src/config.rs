@@ -29,7 +29,9 @@
 //! | `retention.files_days` | `90` | archived and rejected files kept |
 //! | `http.listen` | none | address of the operations HTTP server |
 //! | `http.token_file` | none | its bearer token (or `PROGRESSION_GATEWAY__HTTP__TOKEN`) |
-//! | `[cockpit]` | none | `trusted_header`, `[[cockpit.principal]]` (`name`, `token_sha256` or `user`, `teams` or `all`) |
+//! | `[actuals]` | none | finance actuals CSV folder: `dir`, `delimiter`, `encoding`, `decimal_comma`, `[actuals.columns]` |
+//! | `[figures_export]` | none | nightly steering figures CSV: `columns`, `headers`, `figures`, `delimiter`, `decimal_comma`, `file_prefix`, `[figures_export.transport]` (default the vouchers') |
+//! | `[cockpit]` | none | `trusted_header`, `secure_cookie`, `session_hours`, `[[cockpit.principal]]` (`name`, `token_sha256` or `user`, `teams` or `all`) |
 //!
 //! # Environment overrides
 //!
@@ -122,6 +124,9 @@ pub struct Settings {
     /// The finance system's actuals folder (`[actuals]`, its `dir` resolved against the
     /// configuration file's folder; an existing folder).
     pub actuals: Option<crate::sources::actuals::ActualsSettings>,
+    /// The nightly steering figures file to finance and BI (`[figures_export]`; a folder
+    /// transport's folders resolved against the configuration file's folder).
+    pub figures_export: Option<crate::sinks::figures::FiguresExportSettings>,
 }
 
 /// A configured source.
@@ -366,6 +371,8 @@ struct RawConfig {
     cockpit: Option<crate::cockpit::CockpitSettings>,
     /// `[actuals]`: the finance system's actuals folder (default: none).
     actuals: Option<Spanned<crate::sources::actuals::ActualsSettings>>,
+    /// `[figures_export]`: the steering figures file (default: none).
+    figures_export: Option<Spanned<crate::sinks::figures::FiguresExportSettings>>,
 }
 
 /// `[teams]`.
@@ -535,6 +542,7 @@ struct Layers {
     retention: crate::run::Retention,
     cockpit: Option<crate::cockpit::CockpitSettings>,
     actuals: Option<(Origin, crate::sources::actuals::ActualsSettings)>,
+    figures_export: Option<(Origin, crate::sinks::figures::FiguresExportSettings)>,
     /// Line of `[pseudonym]` (or 1), for "no key" diagnostics.
     pseudonym_origin: Option<Origin>,
 }
@@ -603,6 +611,7 @@ fn read_file_layer(src: &Source, diags: &mut Vec<Diagnostic>) -> (Layers, bool) 
         retention: raw.retention,
         cockpit: raw.cockpit,
         actuals: raw.actuals.map(|a| (at(a.span()), a.into_inner())),
+        figures_export: raw.figures_export.map(|a| (at(a.span()), a.into_inner())),
         sources: root
             .get_ref()
             .iter()
@@ -932,6 +941,18 @@ fn build_settings(
         *dir = config_dir.join(&*dir);
         *reply_dir = config_dir.join(&*reply_dir);
     }
+    let figures_export = layers.figures_export.map(|(origin, mut e)| {
+        for p in e.problems(finance.is_some()) {
+            diags.push(origin.diag(p));
+        }
+        if let Some(crate::sinks::finance::transport::TransportConfig::Folder { dir, reply_dir }) =
+            e.transport.as_mut()
+        {
+            *dir = config_dir.join(&*dir);
+            *reply_dir = config_dir.join(&*reply_dir);
+        }
+        e
+    });
     let http = match (layers.http, layers.http_token) {
         (None, None) => None,
         (None, Some(_)) => {
@@ -982,6 +1003,7 @@ fn build_settings(
         daemon,
         cockpit: layers.cockpit,
         actuals,
+        figures_export,
         roster,
         events,
         sources,

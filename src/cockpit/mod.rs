@@ -186,6 +186,8 @@ pub struct CockpitState {
     sessions: Arc<session::Sessions>,
     secure_cookie: bool,
     session_ttl: std::time::Duration,
+    /// A fixed "today" (the demo's simulated morning); `None`: the clock.
+    fixed_today: Option<NaiveDate>,
 }
 
 impl CockpitState {
@@ -234,6 +236,7 @@ impl CockpitState {
             sessions: Arc::default(),
             secure_cookie: settings.secure_cookie,
             session_ttl: std::time::Duration::from_secs(u64::from(settings.session_hours) * 3600),
+            fixed_today: None,
         })
     }
 
@@ -280,6 +283,9 @@ impl CockpitState {
 
     /// Today in the municipality's time zone.
     fn today(&self) -> NaiveDate {
+        if let Some(d) = self.fixed_today {
+            return d;
+        }
         chrono::Utc::now()
             .with_timezone(&self.loaded.settings.time_zone)
             .date_naive()
@@ -348,6 +354,13 @@ impl CockpitState {
                 .collect(),
             Sees::Teams(_) => teams.filter(|s| who.sees.scope(s)).collect(),
         }
+    }
+
+    /// The cockpit with a fixed today (its default period ends the day before): the demo's
+    /// simulated morning after its run.
+    pub fn with_today(mut self, today: NaiveDate) -> Self {
+        self.fixed_today = Some(today);
+        self
     }
 
     /// The figures of a period as the store is now (kept while nothing changed).

@@ -41,6 +41,19 @@ const BUSY_RETRY: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 pub async fn serve(ctx: Context, metrics: Arc<Metrics>, stop: StopSignal) -> anyhow::Result<()> {
     let settings = &ctx.loaded.settings;
     let mut tasks = tokio::task::JoinSet::new();
+    // The cockpit's figures are computed when the daemon starts and after every run, so a
+    // person opening the page does not wait for them.
+    let cockpit = match (&settings.daemon.http, &settings.cockpit) {
+        (Some(_), Some(c)) => Some(crate::cockpit::CockpitState::new(
+            ctx.store.clone(),
+            ctx.loaded.clone(),
+            c,
+        )?),
+        _ => None,
+    };
+    if let Some(c) = cockpit.clone() {
+        tokio::spawn(async move { c.warm().await });
+    }
     if let Some(http) = &settings.daemon.http {
         let push = settings.sources.iter().find_map(|s| match &s.kind {
             crate::config::SourceKind::FhirPush(cfg) => Some(crate::sources::fhir_push::router(
@@ -69,12 +82,8 @@ pub async fn serve(ctx: Context, metrics: Arc<Metrics>, stop: StopSignal) -> any
                 ),
             push,
         );
-        let app = match &settings.cockpit {
-            Some(c) => app.merge(crate::cockpit::router(crate::cockpit::CockpitState::new(
-                ctx.store.clone(),
-                ctx.loaded.clone(),
-                c,
-            )?)),
+        let app = match &cockpit {
+            Some(c) => app.merge(crate::cockpit::router(c.clone())),
             None => app,
         };
         let listener = tokio::net::TcpListener::bind(http.listen)
@@ -104,8 +113,9 @@ pub async fn serve(ctx: Context, metrics: Arc<Metrics>, stop: StopSignal) -> any
     }
     for job in settings.daemon.jobs.clone() {
         let (ctx, metrics, stop) = (ctx.clone(), metrics.clone(), stop.clone());
+        let cockpit = cockpit.clone();
         tasks.spawn(async move {
-            job_loop(&ctx, &job, &metrics, stop).await;
+            job_loop(&ctx, &job, &metrics, cockpit.as_ref(), stop).await;
             Ok(())
         });
     }
@@ -148,7 +158,13 @@ async fn sleep_until(at: DateTime<Utc>, stop: &mut StopSignal) -> bool {
 }
 
 /// One job's loop: catch up, then every scheduled run until `stop`.
-async fn job_loop(ctx: &Context, job: &JobSettings, metrics: &Metrics, mut stop: StopSignal) {
+async fn job_loop(
+    ctx: &Context,
+    job: &JobSettings,
+    metrics: &Metrics,
+    cockpit: Option<&crate::cockpit::CockpitState>,
+    mut stop: StopSignal,
+) {
     let tz = ctx.loaded.settings.time_zone;
     let store = &ctx.store;
     let now = Utc::now();
@@ -158,6 +174,7 @@ async fn job_loop(ctx: &Context, job: &JobSettings, metrics: &Metrics, mut stop:
                 if job.catch_up {
                     tracing::info!(message = "Catching up a missed run.", job = %job.name, scheduled_for = %missed);
                     occurrence(ctx, job, metrics, missed, Trigger::CatchUp, &stop).await;
+                    warm(cockpit);
                 } else {
                     tracing::warn!(message = "A run was missed and catch_up is off.", job = %job.name, scheduled_for = %missed);
                 }
@@ -185,18 +202,27 @@ async fn job_loop(ctx: &Context, job: &JobSettings, metrics: &Metrics, mut stop:
             return;
         }
         occurrence(ctx, job, metrics, next, Trigger::Schedule, &stop).await;
+        warm(cockpit);
         after = next;
         // A run that outlasted later scheduled instants: catch up once, with the latest.
         let now = Utc::now();
         if let Some(missed) = job.schedule.last_missed(next, now, tz) {
             if job.catch_up && !*stop.borrow() {
                 occurrence(ctx, job, metrics, missed, Trigger::CatchUp, &stop).await;
+                warm(cockpit);
             }
             after = now.max(missed);
         }
         if *stop.borrow() {
             return;
         }
+    }
+}
+
+/// Computes the cockpit's figures again in the background (after a run changed the store).
+fn warm(cockpit: Option<&crate::cockpit::CockpitState>) {
+    if let Some(c) = cockpit.cloned() {
+        tokio::spawn(async move { c.warm().await });
     }
 }
 

@@ -74,6 +74,72 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Print the summary as JSON instead of a table.
     pub json: bool,
+    /// After the run, serve the steering cockpit on `listen` until Ctrl-C.
+    pub serve: bool,
+    /// Where the cockpit (and the operations endpoints) listen with `serve`.
+    pub listen: std::net::SocketAddr,
+}
+
+/// Where `demo --serve` listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8089";
+
+/// What `demo --serve` keeps open after the run: the store, the configuration and the
+/// working folder (removed when it is dropped, unless kept).
+pub struct Serving {
+    store: Store,
+    loaded: Arc<crate::config::Loaded>,
+    work: setup::WorkDir,
+    /// The morning after the run: the cockpit's figures are as of the day before.
+    today: NaiveDate,
+    /// The address the cockpit is served on.
+    pub address: std::net::SocketAddr,
+    /// The management principal's cockpit token.
+    pub management_token: secrecy::SecretString,
+    /// Team nord's leader's cockpit token.
+    pub nord_token: secrecy::SecretString,
+    listener: tokio::net::TcpListener,
+}
+
+impl Serving {
+    /// Serves the cockpit and the operations endpoints until `stop` resolves, then closes the
+    /// store and removes the working folder unless kept.
+    pub async fn serve(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let settings = &self.loaded.settings;
+        let cockpit = crate::cockpit::CockpitState::new(
+            self.store.clone(),
+            self.loaded.clone(),
+            settings
+                .cockpit
+                .as_ref()
+                .expect("the demo configures [cockpit]"),
+        )?
+        .with_today(self.today);
+        cockpit.warm().await;
+        let http = settings
+            .daemon
+            .http
+            .as_ref()
+            .expect("the demo configures [http]");
+        let app = crate::api::router(
+            crate::api::ApiState::new(
+                self.store.clone(),
+                http.token.clone(),
+                Arc::new(crate::api::Metrics::default()),
+            ),
+            None,
+        )
+        .merge(crate::cockpit::router(cockpit));
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+            .context("the cockpit's HTTP server failed")?;
+        self.store.close().await;
+        self.work.finish()?;
+        Ok(())
+    }
 }
 
 /// The first simulated day: 1 January 2027, the year of the tariff tables in `mappings/`.
@@ -118,6 +184,8 @@ pub struct DemoOutcome {
     pub charge_items: SimChargeItems,
     /// Wall time of the whole demo.
     pub wall_time: Duration,
+    /// With `--serve`: what serves the cockpit after the summary is printed.
+    pub serving: Option<Serving>,
     /// The exit code: 0 when the run's outcome is ok, or partial with no error (findings
     /// never make a run partial); otherwise [`crate::app::run_exit_code`].
     pub exit_code: u8,
@@ -155,11 +223,23 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let secrets = setup::Secrets::generate();
     secrets.write(&dir).context("writing the secrets")?;
 
+    // Bound first, so a port in use is said before anything is generated.
+    let listener = if opts.serve {
+        Some(
+            tokio::net::TcpListener::bind(opts.listen)
+                .await
+                .with_context(|| format!("--listen {}: cannot listen there", opts.listen))?,
+        )
+    } else {
+        None
+    };
     let cfg = sim_config(opts);
     let municipality: Municipality =
         tokio::task::spawn_blocking(move || crate::sim::care::generate(&cfg))
             .await
             .context("generating the municipality")?;
+    setup::write_actuals(&dir, &municipality, start_day(), opts.days)
+        .context("writing the simulated finance actuals")?;
     tracing::info!(
         message = "Simulated municipality generated.",
         citizens = municipality.citizens.len(),
@@ -203,6 +283,14 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             finance_url: finance.url.clone(),
             decisions_base: charge_items.base_url.clone(),
             decisions_token: charge_items.token_url.clone(),
+            listen: listener
+                .as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .unwrap_or(opts.listen),
+            cockpit_sha256: [&secrets.cockpit_management, &secrets.cockpit_nord].map(|t| {
+                use sha2::Digest;
+                hex::encode(sha2::Sha256::digest(t.expose_secret().as_bytes()))
+            }),
         },
     )
     .context("writing the configuration")?;
@@ -249,11 +337,28 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     .await
     .context("reading the run's results from the store")?;
 
-    store.close().await;
     care.shutdown().await;
     finance.shutdown().await;
     let kept = work.kept();
-    let dir = work.finish()?;
+    let (dir, serving) = match listener {
+        Some(listener) => (
+            work.path().to_path_buf(),
+            Some(Serving {
+                address: listener.local_addr()?,
+                today: as_of + Days::new(1),
+                listener,
+                store,
+                loaded,
+                work,
+                management_token: secrets.cockpit_management.clone(),
+                nord_token: secrets.cockpit_nord.clone(),
+            }),
+        ),
+        None => {
+            store.close().await;
+            (work.finish()?, None)
+        }
+    };
     let wall_time = started.elapsed();
     summary.kept = kept.then(|| dir.clone());
     summary.wall_time_secs = wall_time.as_secs_f64();
@@ -270,6 +375,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         books,
         charge_items,
         wall_time,
+        serving,
     })
 }
 
@@ -293,6 +399,31 @@ pub async fn main(opts: DemoOptions) -> anyhow::Result<u8> {
         );
     } else {
         summary::write_table(&outcome.summary, &mut out)?;
+    }
+    if let Some(serving) = outcome.serving {
+        let base = format!("http://{}/cockpit", serving.address);
+        // Said on standard error, so `--format json` keeps one JSON object on standard output.
+        eprintln!();
+        eprintln!("Styringscockpit: {base}");
+        eprintln!(
+            "  ledelse (alle teams):  {}",
+            serving.management_token.expose_secret()
+        );
+        eprintln!(
+            "  leder-nord (team nord): {}",
+            serving.nord_token.expose_secret()
+        );
+        eprintln!(
+            "Log ind med en nøgle, eller: curl -H 'Authorization: Bearer <nøgle>' '{base}/api/figures?team=nord&to={}'",
+            as_of(&opts)
+        );
+        eprintln!("The demo's tokens are random for this run. Serving until Ctrl-C.");
+        serving
+            .serve(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        eprintln!("cockpit stopped");
     }
     Ok(outcome.exit_code)
 }

@@ -30,7 +30,7 @@ pub const TEMP_PREFIX: &str = "progression-gateway-demo-";
 
 /// Every entry a demo writes into its folder: a folder holding only these (and the marker) is
 /// a previous demo, which may be replaced.
-const DEMO_ENTRIES: [&str; 8] = [
+const DEMO_ENTRIES: [&str; 10] = [
     MARKER,
     "README.txt",
     CONFIG_FILE,
@@ -39,7 +39,76 @@ const DEMO_ENTRIES: [&str; 8] = [
     "gateway.db-shm",
     "mappings",
     SECRETS_DIR,
+    ACTUALS_DIR,
+    FIGURES_DIR,
 ];
+
+/// The simulated finance system's actuals folder in the working folder.
+pub(crate) const ACTUALS_DIR: &str = "actuals";
+/// Where the nightly steering figures file is delivered.
+pub(crate) const FIGURES_DIR: &str = "figures";
+
+/// The simulated cost of a citizen-day, before the team's factor: what the simulated finance
+/// system books per citizen of a team's SOR code and day (the demo has no real accounts).
+const SIM_COST_PER_CITIZEN_DAY: i64 = 165;
+
+/// The teams' cost factors in the simulated accounts: nord spends less than the average, syd
+/// more, so the cockpit shows a surplus and a deficit.
+const SIM_COST_FACTORS: [(&str, &str, &str); 3] = [
+    ("123456789012345", "1001", "0.93"),
+    ("543210987654321", "1002", "1.08"),
+    (VEST_SOR, "1003", "1.00"),
+];
+
+/// Writes the simulated finance system's actuals: per team cost centre and month of the
+/// period, the citizens of its SOR code alive that month times the days times
+/// [`SIM_COST_PER_CITIZEN_DAY`] times the team's factor, Danish amounts, `;`-separated.
+pub(crate) fn write_actuals(
+    dir: &Path,
+    m: &crate::sim::care::Municipality,
+    start: chrono::NaiveDate,
+    days: u32,
+) -> anyhow::Result<()> {
+    use chrono::Datelike;
+    use rust_decimal::Decimal;
+    use std::str::FromStr;
+    let folder = dir.join(ACTUALS_DIR);
+    fs::create_dir_all(&folder)?;
+    let last = start + chrono::Days::new(u64::from(days.max(1) - 1));
+    let mut text = String::from("cost_centre;month;account;amount\n");
+    let mut month_start = start;
+    while month_start <= last {
+        let next = month_start
+            .checked_add_months(chrono::Months::new(1))
+            .and_then(|d| d.with_day(1))
+            .expect("a month");
+        let month_end = (next - chrono::Days::new(1)).min(last);
+        for (sor, cost_centre, factor) in SIM_COST_FACTORS {
+            let citizen_days: i64 = m
+                .citizens
+                .iter()
+                .filter(|c| c.sor_code == sor)
+                .map(|c| {
+                    let end = c.died_on.map_or(month_end, |d| d.min(month_end));
+                    ((end - month_start).num_days() + 1).max(0)
+                })
+                .sum();
+            let amount = crate::model::round_money(
+                Decimal::from(citizen_days * SIM_COST_PER_CITIZEN_DAY)
+                    * Decimal::from_str(factor).expect("a factor"),
+            );
+            text.push_str(&format!(
+                "{cost_centre};{};5.32.30;{}\n",
+                month_start.format("%Y-%m"),
+                crate::explain::kroner(amount).trim_end_matches(" kr.")
+            ));
+        }
+        month_start = next;
+    }
+    fs::write(folder.join("omkostninger.csv"), text)?;
+    fs::create_dir_all(dir.join(FIGURES_DIR))?;
+    Ok(())
+}
 
 /// The OAuth2 client id the gateway uses at the simulated care system and the simulated
 /// ChargeItem endpoint.
@@ -286,13 +355,18 @@ gateway.toml  the configuration the nightly run loaded (the simulated systems it
 gateway.db    the SQLite store: every pulled record version (citizens by pseudonym only), the
               courses, the voucher outbox, the decisions written and the run journal
 mappings/     the repository's mappings, with a third team (vest) in teams.toml
+actuals/      the simulated finance system's costs per cost centre and month
+figures/      the steering figures file the nightly run delivered (one row per cost centre,
+              figure and month)
 secrets/      the random secrets of this demo (mode 0600): the pseudonym key, the care system's
               OAuth2 client secret, the finance bearer token, the ChargeItem endpoint's client
-              secret and the access token it issued, the operations HTTP token
+              secret and the access token it issued, the operations HTTP token, the cockpit
+              tokens of management and of nord's team leader
 
 Look at it with, for example:
   progression-gateway --config gateway.toml budget --from 2027-01-01 --to 2027-04-30
   progression-gateway --config gateway.toml runs
+  progression-gateway --config gateway.toml figures --from 2027-01-01 --to 2027-04-30
 ";
 
 /// The demo's secrets, random per demo.
@@ -309,6 +383,10 @@ pub(crate) struct Secrets {
     pub(crate) decisions_access_token: SecretString,
     /// The bearer token of the operations HTTP server (`[http]`).
     pub(crate) http_token: SecretString,
+    /// The cockpit token of management (every team).
+    pub(crate) cockpit_management: SecretString,
+    /// The cockpit token of team nord's leader.
+    pub(crate) cockpit_nord: SecretString,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -336,6 +414,8 @@ const FINANCE_TOKEN_FILE: &str = "finance-bearer-token";
 const DECISIONS_SECRET_FILE: &str = "decisions-client-secret";
 const DECISIONS_TOKEN_FILE: &str = "decisions-access-token";
 const HTTP_TOKEN_FILE: &str = "http.token";
+const COCKPIT_MANAGEMENT_FILE: &str = "cockpit-ledelse.token";
+const COCKPIT_NORD_FILE: &str = "cockpit-leder-nord.token";
 
 impl Secrets {
     /// New random secrets.
@@ -347,6 +427,8 @@ impl Secrets {
             decisions_client_secret: random_secret(),
             decisions_access_token: random_secret(),
             http_token: random_secret(),
+            cockpit_management: random_secret(),
+            cockpit_nord: random_secret(),
         }
     }
 
@@ -361,6 +443,8 @@ impl Secrets {
             (DECISIONS_SECRET_FILE, &self.decisions_client_secret),
             (DECISIONS_TOKEN_FILE, &self.decisions_access_token),
             (HTTP_TOKEN_FILE, &self.http_token),
+            (COCKPIT_MANAGEMENT_FILE, &self.cockpit_management),
+            (COCKPIT_NORD_FILE, &self.cockpit_nord),
         ] {
             let mut text = secret.expose_secret().to_owned();
             text.push('\n');
@@ -399,6 +483,10 @@ pub(crate) struct Endpoints {
     pub(crate) decisions_base: String,
     /// The ChargeItem endpoint's token endpoint.
     pub(crate) decisions_token: String,
+    /// The operations HTTP server and cockpit (`demo --serve`).
+    pub(crate) listen: std::net::SocketAddr,
+    /// SHA-256 (hex) of the management and nord leader's cockpit tokens.
+    pub(crate) cockpit_sha256: [String; 2],
 }
 
 /// Bundles per page of the pull (`_count`): fewer, bigger pages than the default of 100, each
@@ -469,11 +557,39 @@ token_url = {decisions_token}
 client_id = \"{CLIENT_ID}\"
 format = \"json\"
 
-# The operations HTTP server of `progression-gateway daemon` (the demo does not start it).
+# The operations HTTP server and the steering cockpit (served by `demo --serve` and
+# `progression-gateway daemon`).
 [http]
-listen = \"127.0.0.1:8089\"
+listen = \"{listen}\"
 token_file = \"{SECRETS_DIR}/{HTTP_TOKEN_FILE}\"
+
+# Who sees the cockpit: management every team, nord's leader team nord. The tokens are in
+# {SECRETS_DIR}/{COCKPIT_MANAGEMENT_FILE} and {SECRETS_DIR}/{COCKPIT_NORD_FILE}; only their SHA-256 is here.
+[cockpit]
+[[cockpit.principal]]
+name = \"ledelse\"
+token_sha256 = \"{management_sha}\"
+all = true
+[[cockpit.principal]]
+name = \"leder-nord\"
+token_sha256 = \"{nord_sha}\"
+teams = [\"nord\"]
+
+# The simulated finance system's actuals (costs per cost centre and month).
+[actuals]
+dir = \"{ACTUALS_DIR}\"
+
+# The nightly steering figures per cost centre and month, as a CSV file in {FIGURES_DIR}/.
+[figures_export]
+columns = [\"cost_centre\", \"team\", \"month\", \"figure\", \"value\"]
+[figures_export.transport]
+kind = \"folder\"
+dir = \"{FIGURES_DIR}\"
+reply_dir = \"{FIGURES_DIR}\"
 ",
+        listen = endpoints.listen,
+        management_sha = endpoints.cockpit_sha256[0],
+        nord_sha = endpoints.cockpit_sha256[1],
         store = toml_str(&format!("sqlite://{db}")),
         care_base = toml_str(&endpoints.care_base),
         care_token = toml_str(&endpoints.care_token),

@@ -44,6 +44,8 @@ pub enum Step {
     Replies,
     /// Write changed tariff decisions to the care system.
     Decisions,
+    /// Export the year's steering figures per cost centre and month to finance and BI.
+    Figures,
     /// Remove old journal runs and archived files by the retention policy.
     Prune,
 }
@@ -57,6 +59,7 @@ impl Step {
             Step::Post => "post",
             Step::Replies => "replies",
             Step::Decisions => "decisions",
+            Step::Figures => "figures",
             Step::Prune => "prune",
         }
     }
@@ -69,12 +72,13 @@ impl fmt::Display for Step {
 }
 
 /// The steps of the nightly run, in order.
-pub const NIGHTLY: [Step; 5] = [
+pub const NIGHTLY: [Step; 6] = [
     Step::Pull,
     Step::Compute,
     Step::Post,
     Step::Replies,
     Step::Decisions,
+    Step::Figures,
 ];
 
 /// How long to keep what the `prune` step removes.
@@ -396,6 +400,10 @@ async fn run_step(
             Err(e) => StepResult::failed(format!("{e:#}"), RunCounts::default()),
         },
         Step::Decisions => match decisions_step(ctx, req, state).await {
+            Ok(r) => r,
+            Err(e) => StepResult::failed(format!("{e:#}"), RunCounts::default()),
+        },
+        Step::Figures => match figures_step(ctx, req).await {
             Ok(r) => r,
             Err(e) => StepResult::failed(format!("{e:#}"), RunCounts::default()),
         },
@@ -807,6 +815,51 @@ async fn decisions_step(
         .decision_errors
         .extend(summary.decision_errors.clone());
     Ok(StepResult::new(counts_of(&summary), errors, false))
+}
+
+/// The year's steering figures so far, as of the run's date, to finance and BI
+/// (`[figures_export]`; nothing to do without it). A dry run builds the file and counts its
+/// rows without sending it.
+async fn figures_step(ctx: &Context, req: &Request) -> anyhow::Result<StepResult> {
+    let settings = &ctx.loaded.settings;
+    let Some(export) = &settings.figures_export else {
+        return Ok(StepResult::new(RunCounts::default(), Vec::new(), false));
+    };
+    let Some(transport) = export
+        .transport
+        .as_ref()
+        .or(settings.finance.as_ref().map(|f| &f.transport))
+    else {
+        anyhow::bail!("no transport: give [figures_export.transport] or configure [finance]");
+    };
+    let from = chrono::NaiveDate::from_ymd_opt(chrono::Datelike::year(&req.as_of), 1, 1)
+        .expect("1 January");
+    let snap = crate::pipeline::figures(
+        &ctx.store,
+        &ctx.loaded.mappings,
+        settings.time_zone,
+        from,
+        req.as_of,
+    )
+    .await?;
+    let file = crate::sinks::figures::file(export, &snap.figures, &ctx.loaded.mappings, req.as_of)?;
+    let counts = RunCounts {
+        figures_exported: file.rows as u64,
+        ..RunCounts::default()
+    };
+    if req.dry_run {
+        return Ok(StepResult::new(counts, Vec::new(), false));
+    }
+    let sent = crate::sinks::figures::deliver(transport, &file)
+        .await
+        .map_err(|e| anyhow::anyhow!("steering figures {}: {e}", file.name))?;
+    tracing::info!(
+        message = "Steering figures exported.",
+        file = %file.name,
+        rows = file.rows,
+        already_there = sent == crate::sinks::figures::Sent::AlreadyThere
+    );
+    Ok(StepResult::new(counts, Vec::new(), false))
 }
 
 async fn prune_step(ctx: &Context, dry_run: bool) -> anyhow::Result<StepResult> {

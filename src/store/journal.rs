@@ -159,6 +159,9 @@ pub struct RunCounts {
     /// Vouchers sent and still without a reply after the run (until the finance system answers).
     #[serde(default)]
     pub vouchers_unanswered: u64,
+    /// Rows of steering figures exported to finance and BI.
+    #[serde(default)]
+    pub figures_exported: u64,
 }
 
 impl RunCounts {
@@ -183,6 +186,7 @@ impl RunCounts {
         self.runs_pruned += o.runs_pruned;
         self.files_pruned += o.files_pruned;
         self.vouchers_resent += o.vouchers_resent;
+        self.figures_exported += o.figures_exported;
         if o.vouchers_unanswered > 0 || o.vouchers_sent > 0 || o.vouchers_accepted > 0 {
             self.vouchers_unanswered = o.vouchers_unanswered;
         }

@@ -10,6 +10,7 @@ use progression_gateway::model::{
 use progression_gateway::sinks::finance::VoucherState;
 use progression_gateway::store::{OutboxVoucher, Store};
 use rust_decimal::Decimal;
+use secrecy::ExposeSecret;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -24,6 +25,8 @@ fn opts(keep: Option<&Path>, citizens: usize, days: u32) -> DemoOptions {
         days,
         seed: 1,
         json: false,
+        serve: false,
+        listen: "127.0.0.1:0".parse().unwrap(),
     }
 }
 
@@ -379,7 +382,7 @@ fn no_cpr_number_and_no_secret_appears_even_at_trace_level() {
         assert!(secret.len() >= 16, "{}", path.display());
         secrets.push((path, secret));
     }
-    assert_eq!(secrets.len(), 6, "{secrets_dir:?}");
+    assert_eq!(secrets.len(), 8, "{secrets_dir:?}");
     for (path, secret) in &secrets {
         assert!(
             !all.contains(secret.as_str()),
@@ -459,4 +462,76 @@ fn without_keep_no_folder_is_left_behind() {
     assert!(v["kept"].is_null());
     assert!(String::from_utf8_lossy(&out.stderr).contains("demo finished in "));
     assert!(demo_folders(tmp.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serve_keeps_the_cockpit_up_with_the_runs_figures_until_stopped() {
+    let mut o = opts(None, 40, 40);
+    o.serve = true;
+    let outcome = demo::run(&o).await.expect("the demo runs");
+    assert_eq!(outcome.exit_code, 0);
+    let serving = outcome.serving.expect("--serve keeps the cockpit");
+    let dir = outcome.dir.clone();
+    // The nightly run exported the steering figures per cost centre and month, with the
+    // simulated finance system's costs.
+    let exported: Vec<_> = std::fs::read_dir(dir.join("figures"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(exported.len(), 1, "{exported:?}");
+    let csv = std::fs::read_to_string(&exported[0]).unwrap();
+    assert!(
+        csv.starts_with("cost_centre;team;month;figure;value\n"),
+        "{csv}"
+    );
+    assert!(csv.contains("\n1001;nord;2027-02;costs;"), "{csv}");
+    let base = format!("http://{}", serving.address);
+    let management = serving.management_token.expose_secret().to_owned();
+    let nord = serving.nord_token.expose_secret().to_owned();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serving.serve(async {
+        let _ = rx.await;
+    }));
+    // The cockpit answers with the night's figures: nord's income in February equals the
+    // summary's, and its default period ends on the demo's as-of date.
+    let c = reqwest::Client::new();
+    let rows: Vec<serde_json::Value> = c
+        .get(format!(
+            "{base}/cockpit/api/figures?team=nord&track=all&figure=income"
+        ))
+        .bearer_auth(&management)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let feb = rows
+        .iter()
+        .find(|r| r["month"] == "2027-02")
+        .expect("February");
+    assert_eq!(
+        feb["value"].as_str().unwrap(),
+        format!("{:.2}", row(&outcome.summary, "nord").income_this_month)
+    );
+    // nord's leader sees nord, not syd.
+    let page = c
+        .get(format!("{base}/cockpit/team/syd"))
+        .bearer_auth(&nord)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 403);
+    let page = c
+        .get(format!("{base}/cockpit/team/nord"))
+        .bearer_auth(&nord)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("9. februar 2027"));
+    // Stopped, it closes the store and removes its temporary folder.
+    tx.send(()).unwrap();
+    server.await.unwrap().expect("served");
+    assert!(!dir.exists(), "{} left behind", dir.display());
 }

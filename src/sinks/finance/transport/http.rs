@@ -4,7 +4,7 @@ use super::{Delivery, HttpConfig, TransportError};
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 
-/// POSTs voucher documents (JSON) to one URL.
+/// POSTs documents (voucher JSON, figure CSV) to one URL.
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
     client: reqwest::Client,
@@ -40,6 +40,7 @@ impl HttpTransport {
         &self,
         content: &[u8],
         idempotency_key: &str,
+        content_type: &str,
     ) -> Result<Delivery, TransportError> {
         if idempotency_key.is_empty() {
             return Err(TransportError::Config("empty idempotency key".into()));
@@ -47,7 +48,7 @@ impl HttpTransport {
         let mut request = self
             .client
             .post(self.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, content_type)
             .header("Idempotency-Key", idempotency_key)
             .body(content.to_vec());
         if let Some(token) = &self.bearer_token {

@@ -208,10 +208,22 @@ impl Transport {
         content: &[u8],
         idempotency_key: &str,
     ) -> Result<Delivery, TransportError> {
+        self.deliver_as(file_name, content, idempotency_key, "application/json")
+            .await
+    }
+
+    /// [`Transport::deliver`] with the HTTP body's content type (files are files).
+    pub async fn deliver_as(
+        &self,
+        file_name: &str,
+        content: &[u8],
+        idempotency_key: &str,
+        content_type: &str,
+    ) -> Result<Delivery, TransportError> {
         match self {
             Self::Folder(t) => t.deliver(file_name, content).await,
             Self::Sftp(t) => t.deliver(file_name, content).await,
-            Self::Http(t) => t.deliver(content, idempotency_key).await,
+            Self::Http(t) => t.deliver(content, idempotency_key, content_type).await,
         }
     }
 
