@@ -1351,6 +1351,26 @@ async fn figures(
             }
         }
     }
+    // The data-quality findings behind the figures, on standard error (standard output stays
+    // the figures alone): what the cockpit lists with what to do about each.
+    if !figs.findings.is_empty() {
+        let mut err = std::io::stderr().lock();
+        writeln!(
+            err,
+            "data-quality findings behind these figures ({}):",
+            figs.findings.len()
+        )?;
+        for f in &figs.findings {
+            writeln!(
+                err,
+                "  {:<28} {:<14} {:<24} {:>8}",
+                f.key.kind,
+                f.key.scope.name(),
+                f.key.detail,
+                f.count
+            )?;
+        }
+    }
     Ok(EXIT_OK)
 }
 

@@ -647,3 +647,53 @@ async fn in_a_browser_a_team_leader_signs_in_sees_the_apis_figures_and_not_anoth
         "a real screenshot"
     );
 }
+
+#[tokio::test]
+async fn a_course_is_seen_only_by_those_whose_team_it_ran_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start(dir.path()).await;
+    let m = bearer(MANAGEMENT);
+    let (status, body) = get(
+        &format!("{base}/cockpit/api/courses?team=nord&month=2027-01&track=care&figure=course_days&to=2027-03-31"),
+        &[(m.0, m.1.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let id_of = |kind: &str, score: u64| {
+        rows.iter()
+            .find(|r| r["kind"] == kind && r["need_score"] == score)
+            .unwrap_or_else(|| panic!("{kind} {score} in {rows:?}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // A (development, nord only) and C (stabilisation, score 5: nord, then syd from 16 January).
+    let (a, c) = (id_of("development", 6), id_of("stabilisation", 5));
+    let syd = [("X-Remote-User", "syd-leder@kommune.dk")];
+    for path in [
+        format!("/cockpit/api/course/{a}"),
+        format!("/cockpit/course/{a}"),
+    ] {
+        let (status, _) = get(&format!("{base}{path}?to=2027-03-31"), &syd).await;
+        assert_eq!(status, 403, "{path}");
+    }
+    let (status, body) = get(
+        &format!("{base}/cockpit/api/course/{c}?to=2027-03-31"),
+        &syd,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let course: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(course["facts"]["kind"], "stabilisation");
+    assert!(
+        !body.contains("citizen"),
+        "no citizen in a course's answer: {body}"
+    );
+    let (status, _) = get(
+        &format!("{base}/cockpit/api/course/nope?to=2027-03-31"),
+        &syd,
+    )
+    .await;
+    assert_eq!(status, 404);
+}

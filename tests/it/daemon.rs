@@ -531,7 +531,10 @@ async fn run_does_the_nightly_run_once_and_runs_shows_it() {
         .iter()
         .map(|s| s["step"].as_str().unwrap())
         .collect();
-    assert_eq!(steps, ["pull", "compute", "post", "replies", "decisions"]);
+    assert_eq!(
+        steps,
+        ["pull", "compute", "post", "replies", "decisions", "figures"]
+    );
     let (code, table, _) = tokio::task::spawn_blocking(move || run(&["runs", "--last", "1"]))
         .await
         .unwrap();

@@ -7,6 +7,7 @@ mod support {
     pub mod sshd;
 }
 
+mod actuals;
 mod api;
 mod cli;
 mod cockpit;

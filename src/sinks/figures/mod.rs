@@ -208,8 +208,39 @@ pub fn file(
             .collect(),
     };
     w.write_record(&header)?;
+    // Every cost centre has every month of the year so far, also a month nothing happened in.
+    let mut figs = figs.clone();
+    let mut scopes: Vec<Scope> = mappings
+        .teams
+        .iter()
+        .map(|t| Scope::Team(t.team.id.clone()))
+        .collect();
+    if mappings.accounts.is_some() {
+        scopes.push(Scope::Unassigned);
+    }
+    let mut month = crate::model::YearMonth {
+        year: chrono::Datelike::year(&as_of),
+        month: 1,
+    };
+    while month <= crate::model::YearMonth::of(as_of) {
+        for scope in &scopes {
+            figs.cells
+                .entry(crate::model::figures::Cell {
+                    scope: scope.clone(),
+                    month,
+                    track: None,
+                })
+                .or_default();
+        }
+        month = crate::model::YearMonth::of(
+            month
+                .first_day()
+                .checked_add_months(chrono::Months::new(1))
+                .expect("a month"),
+        );
+    }
     let mut n = 0;
-    for (scope, row) in rows(figs, &filter, number) {
+    for (scope, row) in rows(&figs, &filter, number) {
         let cost_centre = match &scope {
             Scope::Team(t) => match mappings.team(t) {
                 Some(m) => m.cost_centre.as_str().to_owned(),
