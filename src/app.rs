@@ -261,6 +261,59 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = CoursesFormat::Table)]
         format: CoursesFormat,
     },
+    /// A tariff table from history: the course rules replayed over a reference period, each
+    /// cell's cost per course-day, scaled so the expected total equals the frame, with the
+    /// development premium and the overhead, written in the format of `mappings/tariffs.toml`
+    /// with its provenance. Prints the report; stores nothing.
+    Calibrate {
+        /// The track: care or nursing.
+        #[arg(long)]
+        track: String,
+        /// First day of the reference period.
+        #[arg(long, value_parser = parse_date)]
+        from: NaiveDate,
+        /// Last day of the reference period.
+        #[arg(long, value_parser = parse_date)]
+        to: NaiveDate,
+        /// The budget frame for the period, kroner (`12000000.00`).
+        #[arg(long, value_name = "AMOUNT")]
+        frame: String,
+        /// Development premium, percent.
+        #[arg(long, value_name = "PCT", default_value = "0")]
+        premium: String,
+        /// Overhead, percent (6.0 for helhedspleje in the 2025 drafts).
+        #[arg(long, value_name = "PCT", default_value = "0")]
+        overhead: String,
+        /// Cells with fewer courses are merged with their neighbour.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        min_courses: u64,
+        /// The tariff year of the table (default: the year after `--to`).
+        #[arg(long)]
+        year: Option<i32>,
+        /// Where the table is written (a new file).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The report's format.
+        #[arg(long, value_enum, default_value_t = CoursesFormat::Table)]
+        format: CoursesFormat,
+    },
+    /// The budget effect of a draft tariff table before it is adopted: the stored history
+    /// evaluated with the tables in force and with the draft in place of the table of its
+    /// year, per team, track and month and per tariff cell. Stores and sends nothing.
+    Whatif {
+        /// The draft, in the format of `mappings/tariffs.toml` (one or more tables).
+        #[arg(long, value_name = "FILE")]
+        tariffs: PathBuf,
+        /// First day.
+        #[arg(long, value_parser = parse_date)]
+        from: NaiveDate,
+        /// Last day.
+        #[arg(long, value_parser = parse_date)]
+        to: NaiveDate,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = BudgetFormat::Table)]
+        format: BudgetFormat,
+    },
     /// The courses, with kind, group, daily tariff, start, end and end reason: recorded
     /// decisions read back, the others as they would be decided. Writes nothing.
     Courses {
@@ -372,6 +425,8 @@ pub async fn run(cli: Cli) -> ExitCode {
     // A command that only reads the store needs no secret of the configuration.
     let purpose = match cli.command {
         Command::Budget { .. }
+        | Command::Whatif { .. }
+        | Command::Calibrate { .. }
         | Command::Figures { .. }
         | Command::Courses { .. }
         | Command::Vouchers { .. }
@@ -470,6 +525,69 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Courses { until, format } => {
             courses(&loaded, cli.database.as_deref(), until, format).await
+        }
+        Command::Calibrate {
+            track,
+            from,
+            to,
+            frame,
+            premium,
+            overhead,
+            min_courses,
+            year,
+            out,
+            format,
+        } => {
+            if from > to {
+                eprintln!("error: --from {from} is after --to {to}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            let parse = |name: &str, text: &str| -> Result<rust_decimal::Decimal, String> {
+                let d = rust_decimal::Decimal::from_str_exact(text.trim()).map_err(|_| {
+                    format!("error: {name} `{text}` is not a number (write 12000000.00)")
+                })?;
+                if d.is_sign_negative() {
+                    return Err(format!("error: {name} `{text}` is negative"));
+                }
+                Ok(d)
+            };
+            let (track, frame, premium, overhead) = match (
+                crate::domain::Track::parse(&track).map_err(|e| format!("error: --track: {e}")),
+                parse("--frame", &frame),
+                parse("--premium", &premium),
+                parse("--overhead", &overhead),
+            ) {
+                (Ok(t), Ok(f), Ok(p), Ok(o)) => (t, f, p, o),
+                (t, f, p, o) => {
+                    for e in [t.err(), f.err(), p.err(), o.err()].into_iter().flatten() {
+                        eprintln!("{e}");
+                    }
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            let params = crate::model::calibrate::Params {
+                track,
+                from,
+                to,
+                frame,
+                premium_pct: premium,
+                overhead_pct: overhead,
+                min_courses,
+                year: year.unwrap_or(chrono::Datelike::year(&to) + 1),
+            };
+            calibrate(&loaded, cli.database.as_deref(), &params, &out, format).await
+        }
+        Command::Whatif {
+            tariffs,
+            from,
+            to,
+            format,
+        } => {
+            if from > to {
+                eprintln!("error: --from {from} is after --to {to}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            whatif(&loaded, cli.database.as_deref(), &tariffs, from, to, format).await
         }
         Command::Simulate {
             out,
@@ -1369,6 +1487,336 @@ async fn figures(
                 f.key.detail,
                 f.count
             )?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+async fn calibrate(
+    loaded: &Loaded,
+    database: Option<&str>,
+    params: &crate::model::calibrate::Params,
+    out_path: &std::path::Path,
+    format: CoursesFormat,
+) -> anyhow::Result<u8> {
+    use crate::explain::kroner;
+    use crate::model::calibrate;
+    if out_path.exists() {
+        eprintln!(
+            "error: --out {} exists; give a new file (a calibration never overwrites a table)",
+            out_path.display()
+        );
+        return Ok(EXIT_USAGE);
+    }
+    let Some(template) = calibrate::template_of(&loaded.mappings, params.track, params.to) else {
+        eprintln!(
+            "error: {}",
+            calibrate::CalibrationError::NoTemplate(params.track, params.to)
+        );
+        return Ok(EXIT_CONFIG);
+    };
+    let store = open_store(loaded, database).await?;
+    let costs = crate::pipeline::calibrate::collect(
+        &store,
+        &loaded.mappings,
+        loaded.settings.time_zone,
+        params.track,
+        params.from,
+        params.to,
+    )
+    .await;
+    store.close().await;
+    let c = match calibrate::calibrate(&costs?, template, params) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_FAILURE);
+        }
+    };
+    let text = calibrate::to_toml(&c);
+    // Written beside, then renamed: never a half table.
+    let tmp = out_path.with_extension("toml.part");
+    std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
+    if let Err(diags) = crate::mapping::load::load_tariffs_file(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::bail!(
+            "the calibrated table does not load: {}",
+            diags
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    std::fs::rename(&tmp, out_path).with_context(|| format!("writing {}", out_path.display()))?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        CoursesFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &c)?;
+            writeln!(out)?;
+        }
+        CoursesFormat::Table => {
+            let p = &c.params;
+            writeln!(
+                out,
+                "Calibration of the {} tariff table {} from {} to {} (template {}, {} kr./hour):",
+                p.track,
+                p.year,
+                p.from,
+                p.to,
+                c.template,
+                kroner(c.hourly_rate).trim_end_matches(" kr.")
+            )?;
+            writeln!(
+                out,
+                "{} courses, {} of them costed by visitated minutes (no visit in the period); {} individual course(s) costing {}",
+                c.courses,
+                c.costed_by_visitation,
+                c.individual_courses,
+                kroner(c.individual_cost)
+            )?;
+            for m in &c.merged {
+                writeln!(out, "merged: {m}")?;
+            }
+            writeln!(out)?;
+            writeln!(
+                out,
+                "{:<14} {:>5} {:>7} {:>11} {:>20} {:>14} {:>14} {:>14}",
+                "kind", "group", "courses", "course-days", "cost", "per day", "scaled", "tariff"
+            )?;
+            for cell in &c.cells {
+                writeln!(
+                    out,
+                    "{:<14} {:>5} {:>7} {:>11} {:>20} {:>14} {:>14} {:>14}",
+                    cell.kind.as_str(),
+                    if cell.pooled_with.len() > 1 {
+                        format!("{}*", cell.group)
+                    } else {
+                        cell.group.to_string()
+                    },
+                    cell.courses,
+                    cell.days,
+                    kroner(cell.cost),
+                    kroner(cell.unit_cost),
+                    kroner(cell.scaled),
+                    kroner(cell.tariff)
+                )?;
+            }
+            if c.cells.iter().any(|x| x.pooled_with.len() > 1) {
+                writeln!(out, "* merged: the unit cost is the pooled cells'.")?;
+            }
+            writeln!(out)?;
+            writeln!(
+                out,
+                "factor                         {}",
+                c.factor.round_dp(6)
+            )?;
+            writeln!(
+                out,
+                "frame                          {:>20}",
+                kroner(p.frame)
+            )?;
+            writeln!(
+                out,
+                "expected total, scaled         {:>20}",
+                kroner(c.scaled_total)
+            )?;
+            writeln!(
+                out,
+                "with premium {} % and overhead {} % {:>14}",
+                p.premium_pct.normalize(),
+                p.overhead_pct.normalize(),
+                kroner(c.marked_up_total)
+            )?;
+            writeln!(
+                out,
+                "with the rounded tariffs       {:>20}",
+                kroner(c.rounded_total)
+            )?;
+            writeln!(
+                out,
+                "rounding residue               {:>20}",
+                format!("{} kr.", c.rounding_residue.round_dp(4))
+            )?;
+            writeln!(out)?;
+            writeln!(
+                out,
+                "Written: {}. To adopt it for {}, add its [[table]] to mappings/tariffs.toml and run validate; see its effect first with whatif --tariffs {}.",
+                out_path.display(),
+                p.year,
+                out_path.display()
+            )?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+async fn whatif(
+    loaded: &Loaded,
+    database: Option<&str>,
+    tariffs: &std::path::Path,
+    from: NaiveDate,
+    to: NaiveDate,
+    format: BudgetFormat,
+) -> anyhow::Result<u8> {
+    use crate::explain::kroner;
+    let drafts = match crate::mapping::load::load_tariffs_file(tariffs) {
+        Ok(t) => t,
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            eprintln!("the draft {} is not a valid tariff file", tariffs.display());
+            return Ok(EXIT_CONFIG);
+        }
+    };
+    let store = open_store(loaded, database).await?;
+    let w = crate::pipeline::whatif::whatif(
+        &store,
+        &loaded.mappings,
+        loaded.settings.time_zone,
+        &drafts,
+        from,
+        to,
+    )
+    .await;
+    store.close().await;
+    let w = w?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        BudgetFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &w)?;
+            writeln!(out)?;
+        }
+        BudgetFormat::Csv => {
+            let mut csv = csv::Writer::from_writer(Vec::new());
+            csv.write_record([
+                "level",
+                "team",
+                "track",
+                "month",
+                "year",
+                "kind",
+                "group",
+                "courses",
+                "course_days",
+                "in_force",
+                "draft",
+                "difference",
+            ])?;
+            for m in &w.months {
+                csv.write_record([
+                    "month",
+                    &m.team,
+                    m.track.as_str(),
+                    &m.month,
+                    "",
+                    "",
+                    "",
+                    "",
+                    &m.course_days.to_string(),
+                    &m.in_force.to_string(),
+                    &m.draft.to_string(),
+                    &m.difference.to_string(),
+                ])?;
+            }
+            for c in &w.cells {
+                csv.write_record([
+                    "cell",
+                    "",
+                    c.track.as_str(),
+                    "",
+                    &c.year.to_string(),
+                    c.kind.as_str(),
+                    &c.group.map_or(String::new(), |g| g.to_string()),
+                    &c.courses.to_string(),
+                    &c.course_days.to_string(),
+                    &c.in_force.to_string(),
+                    &c.draft.to_string(),
+                    &c.difference.to_string(),
+                ])?;
+            }
+            out.write_all(&csv.into_inner().map_err(|e| e.into_error())?)?;
+        }
+        BudgetFormat::Table => {
+            let drafts: Vec<String> = w
+                .drafts
+                .iter()
+                .map(|(t, replaces)| {
+                    format!(
+                        "{t} ({})",
+                        if *replaces {
+                            "replaces the table in force"
+                        } else {
+                            "a new year"
+                        }
+                    )
+                })
+                .collect();
+            writeln!(
+                out,
+                "What if {} had been in force, {} to {} (nothing is stored or sent; {} recorded decision(s) priced by the draft):",
+                drafts.join(", "),
+                from,
+                to,
+                w.recorded_repriced
+            )?;
+            writeln!(out)?;
+            writeln!(
+                out,
+                "{:<12} {:<8} {:<7} {:>11} {:>20} {:>20} {:>18}",
+                "team", "track", "month", "course-days", "in force", "draft", "difference"
+            )?;
+            for m in &w.months {
+                writeln!(
+                    out,
+                    "{:<12} {:<8} {:<7} {:>11} {:>20} {:>20} {:>18}",
+                    m.team,
+                    m.track.as_str(),
+                    m.month,
+                    m.course_days,
+                    kroner(m.in_force),
+                    kroner(m.draft),
+                    kroner(m.difference)
+                )?;
+            }
+            writeln!(
+                out,
+                "{:<40} {:>20} {:>20} {:>18}",
+                "total",
+                kroner(w.total_in_force),
+                kroner(w.total_draft),
+                kroner(w.total_draft - w.total_in_force)
+            )?;
+            writeln!(out)?;
+            writeln!(
+                out,
+                "{:<8} {:>4} {:<14} {:>5} {:>7} {:>11} {:>20} {:>20} {:>18}",
+                "track",
+                "year",
+                "kind",
+                "group",
+                "courses",
+                "course-days",
+                "in force",
+                "draft",
+                "difference"
+            )?;
+            for c in &w.cells {
+                writeln!(
+                    out,
+                    "{:<8} {:>4} {:<14} {:>5} {:>7} {:>11} {:>20} {:>20} {:>18}",
+                    c.track.as_str(),
+                    c.year,
+                    c.kind.as_str(),
+                    c.group.map_or("-".into(), |g| g.to_string()),
+                    c.courses,
+                    c.course_days,
+                    kroner(c.in_force),
+                    kroner(c.draft),
+                    kroner(c.difference)
+                )?;
+            }
         }
     }
     Ok(EXIT_OK)

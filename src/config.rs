@@ -752,6 +752,8 @@ fn build_settings(
         layers.sources.clear();
         layers.http_token = None;
         layers.http = None;
+        // Served with [http] only, which a reader leaves out.
+        layers.cockpit = None;
         layers.key_file = None;
         layers.key = Some(Sourced {
             value: crate::demo::random_secret(),

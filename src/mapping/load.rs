@@ -131,6 +131,18 @@ pub fn load_dir(dir: &Path) -> Result<Mappings, Vec<Diagnostic>> {
     }
 }
 
+/// Reads one tariff file in the format of `mappings/tariffs.toml` on its own (a draft for
+/// `whatif`, a calibrated table for review): every table, each checked as `load_dir` checks
+/// them, every problem with file and line.
+pub fn load_tariffs_file(path: &Path) -> Result<Vec<TariffTable>, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let book = read(path, &mut diags).map(|src| parse_tariffs(&src, &mut diags));
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    Ok(book.map(|b| b.tables().to_vec()).unwrap_or_default())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Source text, lines, TOML helpers (shared with `crate::config`)
 // ---------------------------------------------------------------------------------------------

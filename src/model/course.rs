@@ -1068,6 +1068,22 @@ pub fn has_active_grant(
         .any(|g| g.active_on(day))
 }
 
+/// The visitated minutes per week of the citizen's active grants in `track` on `day` (the
+/// grant's own minutes where the source gives them, such as Nexus; else the intervention's
+/// norm minutes).
+pub fn visitated_minutes_on(
+    history: &CitizenHistory,
+    mappings: &Mappings,
+    track: Track,
+    day: NaiveDate,
+) -> u32 {
+    track_grants(history, mappings, track)
+        .iter()
+        .filter(|g| g.active_on(day))
+        .map(|g| g.weekly_minutes())
+        .sum()
+}
+
 fn last_day_of_month(day: NaiveDate) -> NaiveDate {
     let (y, m) = if day.month() == 12 {
         (day.year() + 1, 1)

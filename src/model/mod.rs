@@ -3,6 +3,7 @@
 //! Nothing here does I/O or reads the clock: every date is an argument, every amount a
 //! `rust_decimal::Decimal`. See `../shared/docs/progression-model.md` for the rules.
 
+pub mod calibrate;
 mod course;
 pub mod figures;
 mod history;
@@ -12,7 +13,7 @@ mod money;
 pub use course::{
     Change, Course, CourseId, CourseOutcome, DailyTariff, Decision, EndReason, LedgerEntry,
     TableRef, assess, compute_all, compute_courses, course_id, has_active_grant, need_score_on,
-    planned_end, reprice,
+    planned_end, reprice, visitated_minutes_on,
 };
 pub use history::{
     CitizenHistory, Evidence, GrantVersion, MODEL_KINDS, Record, RecordKind, Versioned,

@@ -5,9 +5,11 @@
 //! ledger rows and stores the courses. The model stays pure: everything here that touches the
 //! store is in this module, nothing in `crate::model`.
 
+pub mod calibrate;
 pub mod figures;
 pub mod incremental;
 pub mod reprice;
+pub mod whatif;
 
 pub use figures::{QualityFinding, Snapshot, figures};
 

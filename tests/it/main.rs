@@ -9,6 +9,7 @@ mod support {
 
 mod actuals;
 mod api;
+mod calibrate;
 mod cli;
 mod cockpit;
 mod daemon;
