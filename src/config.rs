@@ -1001,9 +1001,13 @@ fn build_settings(
     if diags.len() > before {
         return None;
     }
+    let mut cockpit = layers.cockpit;
+    if let Some(d) = cockpit.as_mut().and_then(|c| c.drafts_dir.as_mut()) {
+        *d = config_dir.join(&*d);
+    }
     Some(Settings {
         daemon,
-        cockpit: layers.cockpit,
+        cockpit,
         actuals,
         figures_export,
         roster,

@@ -75,6 +75,11 @@ pub struct CockpitSettings {
     /// Hours a sign-in lasts (default 8, at most 24).
     #[serde(default = "default_session_hours")]
     pub session_hours: u32,
+    /// A folder of draft tariff files (`*.toml`, the format of `mappings/tariffs.toml`) whose
+    /// budget effect management can see at `/cockpit/whatif` (relative to the configuration
+    /// file; default: none).
+    #[serde(default)]
+    pub drafts_dir: Option<std::path::PathBuf>,
 }
 
 fn default_session_hours() -> u32 {
@@ -186,6 +191,7 @@ pub struct CockpitState {
     sessions: Arc<session::Sessions>,
     secure_cookie: bool,
     session_ttl: std::time::Duration,
+    drafts_dir: Option<std::path::PathBuf>,
     /// A fixed "today" (the demo's simulated morning); `None`: the clock.
     fixed_today: Option<NaiveDate>,
 }
@@ -237,6 +243,7 @@ impl CockpitState {
             secure_cookie: settings.secure_cookie,
             session_ttl: std::time::Duration::from_secs(u64::from(settings.session_hours) * 3600),
             fixed_today: None,
+            drafts_dir: settings.drafts_dir.clone(),
         })
     }
 
@@ -415,6 +422,7 @@ pub fn router(state: CockpitState) -> Router {
         .route("/cockpit/team/{team}", get(page::team))
         .route("/cockpit/team/{team}/figure/{figure}", get(page::figure))
         .route("/cockpit/course/{id}", get(page::course))
+        .route("/cockpit/whatif", get(page::whatif))
         .route("/cockpit/api/catalogue", get(api::catalogue))
         .route("/cockpit/api/figures", get(api::figures))
         .route("/cockpit/api/courses", get(api::courses))

@@ -71,6 +71,13 @@ impl Frame {
                 current: current == Some(s),
             });
         }
+        if who.sees == super::Sees::All {
+            nav.push(NavItem {
+                href: "/cockpit/whatif".into(),
+                label: "Hvad nu hvis".into(),
+                current: false,
+            });
+        }
         Frame {
             title,
             nav,
@@ -1254,4 +1261,209 @@ pub(super) fn explain_finding(key: &QualityKey, count: u64) -> (String, String) 
             "Se loggen for den nattelige kørsel.".into(),
         ),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What if: a draft tariff table's budget effect (management)
+// ---------------------------------------------------------------------------------------------
+
+struct DraftLink {
+    href: String,
+    name: String,
+    current: bool,
+}
+
+struct WhatIfMonthRow {
+    team: String,
+    track: &'static str,
+    month: String,
+    days: String,
+    in_force: String,
+    draft: String,
+    difference: String,
+    value: String,
+}
+
+struct WhatIfCellRow {
+    track: &'static str,
+    year: i32,
+    kind: &'static str,
+    group: String,
+    courses: String,
+    days: String,
+    in_force: String,
+    draft: String,
+    difference: String,
+    value: String,
+}
+
+#[derive(Template)]
+#[template(path = "cockpit/whatif.html")]
+struct WhatIfPage {
+    frame: Frame,
+    configured: bool,
+    drafts: Vec<DraftLink>,
+    problems: Vec<String>,
+    period: String,
+    summary: String,
+    months: Vec<WhatIfMonthRow>,
+    cells: Vec<WhatIfCellRow>,
+    total_in_force: String,
+    total_draft: String,
+    total_difference: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct WhatIfQuery {
+    draft: Option<String>,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+}
+
+/// The draft files of the folder (`*.toml` directly in it, by name; at most 200).
+fn draft_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".toml") && !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names.truncate(200);
+    names
+}
+
+pub(super) async fn whatif(
+    State(state): State<CockpitState>,
+    headers: HeaderMap,
+    Query(q): Query<WhatIfQuery>,
+) -> Response {
+    let who = match signed_in(&state, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    // The comparison is the whole municipality's: management only.
+    if !state.allowed(who, &Scope::Municipality, "/cockpit/whatif") {
+        return message(
+            &state,
+            Some(who),
+            StatusCode::FORBIDDEN,
+            "Sammenligningen af takstkataloger er for ledelsen (hele kommunen).",
+        );
+    }
+    let (from, to) = match state.period(q.from, q.to) {
+        Ok(p) => p,
+        Err(m) => return message(&state, Some(who), StatusCode::BAD_REQUEST, m),
+    };
+    let names = state
+        .drafts_dir
+        .as_deref()
+        .map(draft_files)
+        .unwrap_or_default();
+    let chosen = q.draft.filter(|d| names.contains(d));
+    let drafts = names
+        .iter()
+        .map(|n| DraftLink {
+            href: format!("/cockpit/whatif?draft={n}&from={from}&to={to}"),
+            name: n.clone(),
+            current: chosen.as_deref() == Some(n),
+        })
+        .collect();
+    let mut page = WhatIfPage {
+        frame: Frame::new(&state, who, "Hvad nu hvis – takstkatalog".into(), None),
+        configured: state.drafts_dir.is_some(),
+        drafts,
+        problems: Vec::new(),
+        period: format!("{} – {}", fmt::date(from), fmt::date(to)),
+        summary: String::new(),
+        months: Vec::new(),
+        cells: Vec::new(),
+        total_in_force: String::new(),
+        total_draft: String::new(),
+        total_difference: String::new(),
+    };
+    let (Some(name), Some(dir)) = (chosen, state.drafts_dir.as_deref()) else {
+        return render(StatusCode::OK, &page);
+    };
+    let tables = match crate::mapping::load::load_tariffs_file(&dir.join(&name)) {
+        Ok(t) => t,
+        Err(diags) => {
+            page.problems = diags.iter().map(ToString::to_string).collect();
+            return render(StatusCode::OK, &page);
+        }
+    };
+    let w = match crate::pipeline::whatif::whatif(
+        &state.store,
+        &state.loaded.mappings,
+        state.loaded.settings.time_zone,
+        &tables,
+        from,
+        to,
+    )
+    .await
+    {
+        Ok(w) => w,
+        Err(e) => {
+            page.problems = vec![format!("{e:#}")];
+            return render(StatusCode::OK, &page);
+        }
+    };
+    page.summary = format!(
+        "{} i stedet for {}; {} registrerede beslutninger prissat med udkastet. Intet gemmes eller sendes.",
+        name,
+        w.drafts
+            .iter()
+            .map(|(t, replaces)| if *replaces {
+                format!("takstkataloget {t}")
+            } else {
+                format!("intet katalog ({t} er nyt)")
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        w.recorded_repriced
+    );
+    page.months = w
+        .months
+        .iter()
+        .map(|m| WhatIfMonthRow {
+            team: if m.team == "unassigned" {
+                "uden team".into()
+            } else {
+                state.scope_title(&Scope::Team(
+                    crate::domain::TeamId::parse(&m.team).expect("a team id"),
+                ))
+            },
+            track: fmt::track(Some(m.track)),
+            month: m.month.clone(),
+            days: fmt::number(Decimal::from(m.course_days), 0),
+            in_force: fmt::kroner(m.in_force),
+            draft: fmt::kroner(m.draft),
+            difference: fmt::kroner(m.difference),
+            value: m.difference.to_string(),
+        })
+        .collect();
+    page.cells = w
+        .cells
+        .iter()
+        .map(|c| WhatIfCellRow {
+            track: fmt::track(Some(c.track)),
+            year: c.year,
+            kind: fmt::kind(c.kind),
+            group: c.group.map_or("–".into(), |g| g.to_string()),
+            courses: fmt::number(Decimal::from(c.courses), 0),
+            days: fmt::number(Decimal::from(c.course_days), 0),
+            in_force: fmt::kroner(c.in_force),
+            draft: fmt::kroner(c.draft),
+            difference: fmt::kroner(c.difference),
+            value: c.difference.to_string(),
+        })
+        .collect();
+    page.total_in_force = fmt::kroner(w.total_in_force);
+    page.total_draft = fmt::kroner(w.total_draft);
+    page.total_difference = fmt::kroner(w.total_draft - w.total_in_force);
+    render(StatusCode::OK, &page)
 }

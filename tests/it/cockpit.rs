@@ -42,6 +42,7 @@ fn settings() -> CockpitSettings {
         ],
         secure_cookie: false,
         session_hours: 8,
+        drafts_dir: None,
     }
 }
 
@@ -54,7 +55,26 @@ async fn start(dir: &Path) -> String {
     }
     let loaded =
         config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml")).unwrap();
-    let state = CockpitState::new(store, Arc::new(loaded), &settings()).unwrap();
+    // Draft tariff tables for the what-if view: the care table of 2027 with development
+    // group 2 at 275.00 instead of 250.00, and a broken file.
+    let drafts = dir.join("drafts");
+    std::fs::create_dir_all(&drafts).unwrap();
+    let mut draft = loaded
+        .mappings
+        .tariffs
+        .table(progression_gateway::domain::Track::Care, 2027)
+        .unwrap()
+        .clone();
+    draft.groups[1].development = "275.00".parse().unwrap();
+    std::fs::write(drafts.join("pleje-2027-udkast.toml"), table_toml(&draft)).unwrap();
+    std::fs::write(
+        drafts.join("broken.toml"),
+        "[[table]]\ntrack = \"care\"\nyear = \"x\"\n",
+    )
+    .unwrap();
+    let mut s = settings();
+    s.drafts_dir = Some(drafts);
+    let state = CockpitState::new(store, Arc::new(loaded), &s).unwrap();
     format!("http://{}", spawn_server(router(state)).await)
 }
 
@@ -696,4 +716,75 @@ async fn a_course_is_seen_only_by_those_whose_team_it_ran_in() {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+/// A tariff table in the format of `mappings/tariffs.toml`.
+fn table_toml(t: &progression_gateway::mapping::TariffTable) -> String {
+    let mut s = format!(
+        "[[table]]\ntrack = \"{}\"\nyear = {}\nbasis = \"functional_level\"\n",
+        t.track, t.year
+    );
+    if let Some(i) = &t.individual {
+        s.push_str(&format!(
+            "individual_threshold = {}\nhourly_rate = \"{:.2}\"\n",
+            i.threshold, i.hourly_rate
+        ));
+    }
+    for g in &t.groups {
+        s.push_str(&format!(
+            "[[table.group]]\ngroup = {}\nmin = {}\n{}development = \"{:.2}\"\nstabilisation = \"{:.2}\"\n",
+            g.group,
+            g.min,
+            g.max.map_or(String::new(), |m| format!("max = {m}\n")),
+            g.development,
+            g.stabilisation
+        ));
+    }
+    s
+}
+
+#[tokio::test]
+async fn management_sees_a_draft_tables_effect_and_a_team_leader_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start(dir.path()).await;
+    let m = bearer(MANAGEMENT);
+    let auth = [(m.0, m.1.as_str())];
+    let (status, html) = get(&format!("{base}/cockpit/whatif?to=2027-03-31"), &auth).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("pleje-2027-udkast.toml") && html.contains("broken.toml"));
+    // A's 84 development days in group 2 at 25.00 more: 2.100,00 kr., all in nord.
+    let (status, html) = get(
+        &format!(
+            "{base}/cockpit/whatif?draft=pleje-2027-udkast.toml&from=2027-01-01&to=2027-03-31"
+        ),
+        &auth,
+    )
+    .await;
+    assert_eq!(status, 200, "{html}");
+    let total = &html[html.find(r#"id="whatif-total""#).unwrap()..];
+    assert!(total.contains("2.100,00 kr."), "{total}");
+    let cells = &html[html.find(r#"id="whatif-cells""#).unwrap()..];
+    assert_eq!(
+        cells.matches(r#"data-value="2100.00""#).count(),
+        1,
+        "{cells}"
+    );
+    // A broken draft is named with its line; a name not in the folder is not read.
+    let (_, html) = get(
+        &format!("{base}/cockpit/whatif?draft=broken.toml&to=2027-03-31"),
+        &auth,
+    )
+    .await;
+    assert!(html.contains("broken.toml:3"), "{html}");
+    let (status, html) = get(
+        &format!("{base}/cockpit/whatif?draft=../gw.db&to=2027-03-31"),
+        &auth,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("whatif-total"));
+    // A team leader: 403.
+    let l = bearer(LEADER_NORD);
+    let (status, _) = get(&format!("{base}/cockpit/whatif"), &[(l.0, l.1.as_str())]).await;
+    assert_eq!(status, 403);
 }
