@@ -31,7 +31,7 @@
 //! | `http.token_file` | none | its bearer token (or `PROGRESSION_GATEWAY__HTTP__TOKEN`) |
 //! | `[actuals]` | none | finance actuals CSV folder: `dir`, `delimiter`, `encoding`, `decimal_comma`, `[actuals.columns]` |
 //! | `[figures_export]` | none | nightly steering figures CSV: `columns`, `headers`, `figures`, `delimiter`, `decimal_comma`, `file_prefix`, `[figures_export.transport]` (default the vouchers') |
-//! | `[cockpit]` | none | `trusted_header`, `secure_cookie`, `session_hours`, `[[cockpit.principal]]` (`name`, `token_sha256` or `user`, `teams` or `all`) |
+//! | `[cockpit]` | none | `trusted_header`, `secure_cookie`, `session_hours`, `drafts_dir`, `[[cockpit.principal]]` (`name`, `token_sha256` or `user`, `teams` or `all`) |
 //!
 //! # Environment overrides
 //!
