@@ -290,6 +290,9 @@ pub enum Command {
         /// The tariff year of the table (default: the year after `--to`).
         #[arg(long)]
         year: Option<i32>,
+        /// The hourly rate costs are computed at, kroner (default: the template table's).
+        #[arg(long, value_name = "AMOUNT")]
+        hourly_rate: Option<String>,
         /// Where the table is written (a new file).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -535,6 +538,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             overhead,
             min_courses,
             year,
+            hourly_rate,
             out,
             format,
         } => {
@@ -551,15 +555,20 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
                 Ok(d)
             };
-            let (track, frame, premium, overhead) = match (
+            let rate = hourly_rate.map(|r| parse("--hourly-rate", &r)).transpose();
+            let (track, frame, premium, overhead, rate) = match (
                 crate::domain::Track::parse(&track).map_err(|e| format!("error: --track: {e}")),
                 parse("--frame", &frame),
                 parse("--premium", &premium),
                 parse("--overhead", &overhead),
+                rate,
             ) {
-                (Ok(t), Ok(f), Ok(p), Ok(o)) => (t, f, p, o),
-                (t, f, p, o) => {
-                    for e in [t.err(), f.err(), p.err(), o.err()].into_iter().flatten() {
+                (Ok(t), Ok(f), Ok(p), Ok(o), Ok(r)) => (t, f, p, o, r),
+                (t, f, p, o, r) => {
+                    for e in [t.err(), f.err(), p.err(), o.err(), r.err()]
+                        .into_iter()
+                        .flatten()
+                    {
                         eprintln!("{e}");
                     }
                     return ExitCode::from(EXIT_USAGE);
@@ -574,6 +583,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 overhead_pct: overhead,
                 min_courses,
                 year: year.unwrap_or(chrono::Datelike::year(&to) + 1),
+                hourly_rate: rate,
             };
             calibrate(&loaded, cli.database.as_deref(), &params, &out, format).await
         }

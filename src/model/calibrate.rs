@@ -139,6 +139,9 @@ pub struct Params {
     pub min_courses: u64,
     /// The tariff year of the table written.
     pub year: i32,
+    /// The hourly rate costs are computed at (`None`: the template table's).
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub hourly_rate: Option<Decimal>,
 }
 
 /// One cell of the calibrated table.
@@ -218,7 +221,9 @@ pub enum CalibrationError {
     #[error("no {0} tariff table in force on or before {1} to take the need groups from")]
     NoTemplate(Track, NaiveDate),
     /// Costs need an hourly rate.
-    #[error("the {0} tariff table {1} has no hourly_rate; costs are minutes times the hourly rate")]
+    #[error(
+        "the {0} tariff table {1} has no hourly_rate; costs are minutes times the hourly rate: give --hourly-rate"
+    )]
     NoHourlyRate(Track, i32),
     /// Nothing to divide by.
     #[error("no {0} courses in the period")]
@@ -274,10 +279,9 @@ pub fn calibrate(
     if !(Decimal::ZERO..=hundred).contains(&params.overhead_pct) {
         return Err(CalibrationError::Percent("--overhead"));
     }
-    let rate = template
-        .individual
-        .as_ref()
-        .map(|i| i.hourly_rate)
+    let rate = params
+        .hourly_rate
+        .or(template.individual.as_ref().map(|i| i.hourly_rate))
         .filter(|r| !r.is_zero())
         .ok_or(CalibrationError::NoHourlyRate(
             template.track,

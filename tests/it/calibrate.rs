@@ -26,6 +26,7 @@ fn params(frame: &str, premium: &str, overhead: &str, min_courses: u64) -> Param
         overhead_pct: dec(overhead),
         min_courses,
         year: 2028,
+        hourly_rate: None,
     }
 }
 
@@ -229,6 +230,20 @@ fn bad_parameters_are_refused_with_the_reason() {
         .collect();
     let e = calibrate::calibrate(&only_stab, &t, &params("151500", "0", "0", 2)).unwrap_err();
     assert_eq!(e.to_string(), "no development courses in the period");
+    // A table without an hourly rate (nursing here) needs one given.
+    let nursing = m.tariffs.table(Track::Nursing, 2027).unwrap().clone();
+    let mut p = params("151500.00", "0", "0", 2);
+    if nursing.individual.is_none() {
+        let e = calibrate::calibrate(&hand_costs(), &nursing, &p).unwrap_err();
+        assert!(e.to_string().ends_with("give --hourly-rate"), "{e}");
+    }
+    // At 900.00 kr. an hour every cost doubles, the individual course's too: with a frame
+    // twice as large the factor is 1 and development group 1 costs 300.00 a day.
+    p.hourly_rate = Some(dec("900.00"));
+    p.frame = dec("303000.00");
+    let c = calibrate::calibrate(&hand_costs(), &t, &p).unwrap();
+    assert_eq!((c.factor, c.individual_cost), (Decimal::ONE, dec("9000.00")));
+    assert_eq!(c.cells[0].tariff, dec("300.00"));
 }
 
 // ---------------------------------------------------------------------------------------------
