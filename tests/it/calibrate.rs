@@ -242,7 +242,10 @@ fn bad_parameters_are_refused_with_the_reason() {
     p.hourly_rate = Some(dec("900.00"));
     p.frame = dec("303000.00");
     let c = calibrate::calibrate(&hand_costs(), &t, &p).unwrap();
-    assert_eq!((c.factor, c.individual_cost), (Decimal::ONE, dec("9000.00")));
+    assert_eq!(
+        (c.factor, c.individual_cost),
+        (Decimal::ONE, dec("9000.00"))
+    );
     assert_eq!(c.cells[0].tariff, dec("300.00"));
 }
 
