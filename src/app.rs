@@ -557,7 +557,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             };
             let rate = hourly_rate.map(|r| parse("--hourly-rate", &r)).transpose();
             let (track, frame, premium, overhead, rate) = match (
-                crate::domain::Track::parse(&track).map_err(|e| format!("error: --track: {e}")),
+                crate::domain::Track::parse(&track).map_err(|e| format!("error: {e}")),
                 parse("--frame", &frame),
                 parse("--premium", &premium),
                 parse("--overhead", &overhead),
@@ -1518,6 +1518,16 @@ async fn calibrate(
         );
         return Ok(EXIT_USAGE);
     }
+    if let Some(parent) = out_path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        eprintln!(
+            "error: --out {}: the folder {} does not exist",
+            out_path.display(),
+            parent.display()
+        );
+        return Ok(EXIT_USAGE);
+    }
     let Some(template) = calibrate::template_of(&loaded.mappings, params.track, params.to) else {
         eprintln!(
             "error: {}",
@@ -1540,7 +1550,12 @@ async fn calibrate(
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(EXIT_FAILURE);
+            // What was asked cannot be: a usage error; what the data lacks: a failure.
+            return Ok(match e {
+                calibrate::CalibrationError::FrameTooSmall { .. }
+                | calibrate::CalibrationError::Percent(_) => EXIT_USAGE,
+                _ => EXIT_FAILURE,
+            });
         }
     };
     let text = calibrate::to_toml(&c);
