@@ -442,22 +442,31 @@ pub(super) fn ending(snap: &Snapshot, scope: &Scope) -> Vec<Ending> {
     out
 }
 
+/// The principal's scopes (the one `team` names, or all theirs) and the period's snapshot,
+/// or the answer refusing the request.
+async fn scoped_snapshot(
+    state: &CockpitState,
+    headers: &HeaderMap,
+    q: &PeriodQuery,
+    path: &str,
+) -> Result<(Vec<Scope>, std::sync::Arc<Snapshot>), Response> {
+    let who = who(state, headers)?;
+    let scopes = match scope_param(state, who, q.team.as_deref(), path)? {
+        Some(s) => vec![s],
+        None => state.scopes_of(who),
+    };
+    let snap = snapshot_of(state, q.from, q.to).await?;
+    Ok((scopes, snap))
+}
+
 pub(super) async fn ending_api(
     State(state): State<CockpitState>,
     headers: HeaderMap,
     Query(q): Query<PeriodQuery>,
 ) -> Response {
-    let who = match who(&state, &headers) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    let scopes = match scope_param(&state, who, q.team.as_deref(), "/cockpit/api/ending") {
-        Ok(Some(s)) => vec![s],
-        Ok(None) => state.scopes_of(who),
-        Err(r) => return r,
-    };
-    let snap = match snapshot_of(&state, q.from, q.to).await {
-        Ok(s) => s,
+    const PATH: &str = "/cockpit/api/ending";
+    let (scopes, snap) = match scoped_snapshot(&state, &headers, &q, PATH).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let list: Vec<Ending> = scopes
@@ -509,17 +518,9 @@ pub(super) async fn findings_api(
     headers: HeaderMap,
     Query(q): Query<PeriodQuery>,
 ) -> Response {
-    let who = match who(&state, &headers) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    let scopes = match scope_param(&state, who, q.team.as_deref(), "/cockpit/api/findings") {
-        Ok(Some(s)) => vec![s],
-        Ok(None) => state.scopes_of(who),
-        Err(r) => return r,
-    };
-    let snap = match snapshot_of(&state, q.from, q.to).await {
-        Ok(s) => s,
+    const PATH: &str = "/cockpit/api/findings";
+    let (scopes, snap) = match scoped_snapshot(&state, &headers, &q, PATH).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let list: Vec<Advice> = if scopes.contains(&Scope::Municipality) {
