@@ -1104,7 +1104,8 @@ async fn pull(loaded: &Loaded, database: Option<&str>, only: Option<&str>) -> an
         );
     }
     let store = open_store(loaded, database).await?;
-    let (runs, failures) = crate::run::pull_sources(loaded, &store, only, false).await;
+    let (runs, failures) =
+        crate::run::pull_sources(loaded, &store, only, false, chrono::Utc::now()).await;
     store.close().await;
     for f in &failures {
         eprintln!("error: {f}");

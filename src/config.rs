@@ -19,7 +19,7 @@
 //! | `log.level` | `info` | level or filter directives, as for `RUST_LOG` |
 //! | `teams.roster` | none | team roster CSV, relative to the configuration file |
 //! | `events.dir` | none | folder of termination events CSV files, relative to the configuration file |
-//! | `[[source]]` | none | sources: `name`, `secret_file`/`secret_env`, one of `[source.files]`, `[source.fhir_pull]`, `[source.fhir_push]` |
+//! | `[[source]]` | none | sources: `name`, `secret_file`/`secret_env`, one of `[source.files]`, `[source.fhir_pull]`, `[source.fhir_push]`, `[source.nexus]` |
 //! | `[finance]` | none | vouchers: `[finance.format.opus\|csv]`, `[finance.transport]` |
 //! | `[decisions]` | none | ChargeItems to the care system |
 //! | `daemon.catch_up` | `true` | run a missed scheduled run once on start |
@@ -147,6 +147,8 @@ pub enum SourceKind {
     FhirPull(crate::sources::fhir_pull::PullConfig),
     /// An endpoint care systems post Bundles to.
     FhirPush(crate::sources::fhir_push::PushConfig),
+    /// A KMD Nexus instance pulled through its REST API.
+    Nexus(crate::sources::nexus::NexusSettings),
 }
 
 /// Logging settings.
@@ -409,6 +411,8 @@ struct RawSource {
     fhir_pull: Option<crate::sources::fhir_pull::PullConfig>,
     /// `[source.fhir_push]`: an endpoint care systems post Bundles to.
     fhir_push: Option<RawPush>,
+    /// `[source.nexus]`: a KMD Nexus instance.
+    nexus: Option<crate::sources::nexus::NexusConfig>,
 }
 
 /// `[source.fhir_push]`.
@@ -914,7 +918,7 @@ fn build_settings(
         }
         a
     });
-    let sources = build_sources(config_dir, layers.sources, diags);
+    let sources = build_sources(config_dir, &mappings_dir, layers.sources, diags);
     let mut finance = layers.finance;
     if let Some(token) = layers.finance_token {
         match finance.as_mut().map(|f| &mut f.transport) {
@@ -1040,6 +1044,7 @@ impl fmt::Display for LogFormat {
 /// a kind needs one, folders resolved against the configuration file.
 fn build_sources(
     config_dir: &Path,
+    mappings_dir: &Path,
     raw: Vec<(Origin, RawSource)>,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<SourceSettings> {
@@ -1104,12 +1109,46 @@ fn build_sources(
         };
         let kinds = usize::from(source.files.is_some())
             + usize::from(source.fhir_pull.is_some())
-            + usize::from(source.fhir_push.is_some());
+            + usize::from(source.fhir_push.is_some())
+            + usize::from(source.nexus.is_some());
         if kinds != 1 {
             diags.push(origin.diag(format!(
-                "source `{name}` must have exactly one of [source.files], [source.fhir_pull] and \
-                 [source.fhir_push]; it has {kinds}"
+                "source `{name}` must have exactly one of [source.files], [source.fhir_pull], \
+                 [source.fhir_push] and [source.nexus]; it has {kinds}"
             )));
+            continue;
+        }
+        if let Some(mut nexus) = source.nexus {
+            if secret.is_some() {
+                nexus.client_secret = secret;
+            }
+            let mut problems = nexus.problems();
+            if nexus.client_secret.is_none() {
+                problems.push(
+                    "a nexus source needs its client secret (secret_file or secret_env)".into(),
+                );
+            }
+            let grants_path = mappings_dir.join(&nexus.grants_file);
+            let grant_codes = match crate::sources::nexus::GrantCodes::load(&grants_path) {
+                Ok(g) => g,
+                Err(file_problems) => {
+                    problems.extend(file_problems);
+                    Default::default()
+                }
+            };
+            if !problems.is_empty() {
+                for p in problems {
+                    diags.push(origin.diag(format!("source `{name}`: {p}")));
+                }
+                continue;
+            }
+            out.push(SourceSettings {
+                name,
+                kind: SourceKind::Nexus(crate::sources::nexus::NexusSettings {
+                    config: nexus,
+                    grant_codes: std::sync::Arc::new(grant_codes),
+                }),
+            });
             continue;
         }
         let kind = if let Some(mut files) = source.files {

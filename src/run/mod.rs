@@ -386,7 +386,7 @@ async fn run_step(
     findings: &mut Vec<Finding>,
 ) -> StepResult {
     match step {
-        Step::Pull => pull_step(ctx, req.dry_run).await,
+        Step::Pull => pull_step(ctx, req.dry_run, req.now).await,
         Step::Compute => match compute_step(ctx, req, state, findings).await {
             Ok(r) => r,
             Err(e) => StepResult::failed(format!("{e:#}"), RunCounts::default()),
@@ -424,7 +424,7 @@ pub struct SourcePull {
     pub summary: ImportSummary,
 }
 
-/// Reads the roster, the events folder, the finance actuals folder and every `files` and `fhir_pull` source once (only
+/// Reads the roster, the events folder, the finance actuals folder and every `files`, `fhir_pull` and `nexus` source once (only
 /// `only` when given; `files` sources not when `skip_files`). One source failing does not stop
 /// the others; what it stored stays. Returns the summaries and the failures (`source: error`).
 pub async fn pull_sources(
@@ -432,6 +432,7 @@ pub async fn pull_sources(
     store: &Store,
     only: Option<&str>,
     skip_files: bool,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> (Vec<SourcePull>, Vec<String>) {
     let mut done = Vec::new();
     let mut failures = Vec::new();
@@ -499,6 +500,14 @@ pub async fn pull_sources(
                     Err(e) => Err(anyhow::Error::from(e)),
                 }
             }
+            SourceKind::Nexus(settings) => {
+                match crate::sources::nexus::NexusClient::new(&settings.config) {
+                    Ok(client) => crate::sources::nexus::pull(&ingestor, settings, &client, now)
+                        .await
+                        .map_err(anyhow::Error::from),
+                    Err(e) => Err(anyhow::Error::from(e)),
+                }
+            }
             SourceKind::FhirPush(_) => continue,
         };
         match result {
@@ -515,8 +524,13 @@ pub async fn pull_sources(
     (done, failures)
 }
 
-async fn pull_step(ctx: &Context, dry_run: bool) -> StepResult {
-    let (done, failures) = pull_sources(&ctx.loaded, &ctx.store, None, dry_run).await;
+async fn pull_step(ctx: &Context, dry_run: bool, now: NaiveDateTime) -> StepResult {
+    // The run's local `now` as an instant: the instant a Nexus pull stamps on what changed.
+    let now = now
+        .and_local_timezone(ctx.loaded.settings.time_zone)
+        .earliest()
+        .map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
+    let (done, failures) = pull_sources(&ctx.loaded, &ctx.store, None, dry_run, now).await;
     let mut counts = RunCounts::default();
     let mut errors = failures;
     for s in &done {

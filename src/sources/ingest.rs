@@ -94,7 +94,7 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    fn add_counts(&mut self, c: &Counts) {
+    pub(crate) fn add_counts(&mut self, c: &Counts) {
         let s = &mut self.summary;
         s.grants += c.grants;
         s.visits += c.visits;
@@ -103,7 +103,14 @@ impl Tally {
         s.withdrawn += c.withdrawn;
     }
 
-    fn add_unknown(&mut self, codes: &[UnknownCode]) {
+    /// Counts a citizen read.
+    pub(crate) fn add_citizen(&mut self, citizen: &Pseudonym) {
+        if !self.citizens.contains(citizen) {
+            self.citizens.insert(citizen.clone());
+        }
+    }
+
+    pub(crate) fn add_unknown(&mut self, codes: &[UnknownCode]) {
         for u in codes {
             self.unknown
                 .entry((u.code.clone(), u.system.clone(), u.kind))
@@ -239,6 +246,11 @@ impl Batch<'_> {
         });
     }
 
+    /// The summary's tally, for a source that reads records itself (Nexus).
+    pub(crate) fn tally(&mut self) -> &mut Tally {
+        &mut self.tally
+    }
+
     /// Delivery reports read so far.
     pub fn bundles(&self) -> u64 {
         self.tally.summary.bundles
@@ -305,6 +317,21 @@ impl Ingestor {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The pseudonym key.
+    pub(crate) fn key(&self) -> &PseudonymKey {
+        &self.key
+    }
+
+    /// The municipality's time zone.
+    pub(crate) fn time_zone(&self) -> chrono_tz::Tz {
+        self.time_zone
+    }
+
+    /// The mappings.
+    pub(crate) fn mappings(&self) -> &Mappings {
+        &self.mappings
     }
 
     /// A new batch for this source.

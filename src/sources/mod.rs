@@ -4,6 +4,7 @@
 //! - [`fhir_pull`]: searches a FHIR server for Bundles changed since a cursor.
 //! - [`fhir_push`]: an HTTP endpoint that receives Bundles.
 //! - [`files`]: a landing folder of delivery-report files.
+//! - [`nexus`]: pulls KMD Nexus's REST API (grants, suppliers, conditions, calendar visits).
 //! - [`roster`]: a team roster file (CPR or source id, team, from, to).
 //! - [`events`]: a folder of termination events files (citizen, event, date).
 
@@ -14,6 +15,7 @@ pub mod fhir_push;
 pub mod files;
 pub mod ingest;
 pub mod klgateway;
+pub mod nexus;
 pub mod pull;
 pub mod roster;
 

@@ -565,15 +565,27 @@ fn a_bad_events_setting_is_reported_with_file_and_line() {
 async fn the_pull_step_reads_the_events_folder_after_the_roster() {
     let s = Setup::new().await;
     s.write("e.csv", &[&format!("{ANNA},death,2027-01-20")]);
-    let (done, failures) =
-        progression_gateway::run::pull_sources(&s.loaded, &s.store, None, false).await;
+    let (done, failures) = progression_gateway::run::pull_sources(
+        &s.loaded,
+        &s.store,
+        None,
+        false,
+        chrono::Utc::now(),
+    )
+    .await;
     assert!(done.is_empty());
     assert_eq!(failures, Vec::<String>::new());
     assert_eq!(s.live().await.len(), 1);
 
     s.write("e.csv", &[&format!("{ANNA},dead,2027-01-20")]);
-    let (_, failures) =
-        progression_gateway::run::pull_sources(&s.loaded, &s.store, None, false).await;
+    let (_, failures) = progression_gateway::run::pull_sources(
+        &s.loaded,
+        &s.store,
+        None,
+        false,
+        chrono::Utc::now(),
+    )
+    .await;
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(
         failures[0].starts_with("events: ") && failures[0].contains("e.csv:2: column `event`"),

@@ -124,6 +124,9 @@ struct Inner {
     base: Url,
     cfg: PullConfig,
     tokens: Option<TokenSource>,
+    /// The `Accept` header: the FHIR media type of `cfg.format`, or plain JSON for a JSON API
+    /// ([`FhirPullClient::json_api`]).
+    accept: &'static str,
 }
 
 impl fmt::Debug for FhirPullClient {
@@ -241,14 +244,28 @@ impl FhirPullClient {
             .map_err(|e| {
                 PullError::Transport(format!("cannot build the HTTP client: {}", describe(&e)))
             })?;
+        let accept = cfg.format.media_type();
         Ok(FhirPullClient {
             inner: Arc::new(Inner {
                 http,
                 base,
                 cfg,
                 tokens,
+                accept,
             }),
         })
+    }
+
+    /// The same client for a REST API that answers plain JSON (KMD Nexus): the same token
+    /// handling, time limits, retries, size limit and origin check, asking for
+    /// `application/json`.
+    pub fn json_api(mut cfg: PullConfig) -> Result<Self, PullError> {
+        cfg.format = Format::Json;
+        let mut client = Self::new(cfg)?;
+        Arc::get_mut(&mut client.inner)
+            .expect("a new client is not shared yet")
+            .accept = "application/json";
+        Ok(client)
     }
 
     /// The configuration the client was built from.
@@ -389,7 +406,7 @@ impl FhirPullClient {
         let mut request = inner
             .http
             .get(target.clone())
-            .header(reqwest::header::ACCEPT, inner.cfg.format.media_type());
+            .header(reqwest::header::ACCEPT, inner.accept);
         let mut generation = 0;
         if let Some(tokens) = &inner.tokens {
             let (token, g) = tokens.bearer(&inner.http).await?;

@@ -1,4 +1,5 @@
-//! OAuth2 client credentials: fetch, cache and refresh the access token.
+//! OAuth2 client credentials: fetch, cache and renew the access token, with the refresh token
+//! where the endpoint issues one (Keycloak, as KMD Nexus runs it), else with the credentials.
 
 use super::retry::{loggable, parse_retry_after};
 use super::{Failure, PullError, describe};
@@ -28,6 +29,15 @@ struct State {
     current: Option<Cached>,
     /// Counts tokens fetched; identifies the token a request used.
     generation: u64,
+    /// A refresh token the endpoint issued (Keycloak does), and until when it may be used.
+    refresh: Option<(SecretString, Instant)>,
+}
+
+/// What the token endpoint answered.
+struct Issued {
+    token: SecretString,
+    lifetime: Duration,
+    refresh: Option<(SecretString, Duration)>,
 }
 
 struct Cached {
@@ -66,7 +76,32 @@ impl TokenSource {
             return Ok((cached.token.clone(), cached.generation));
         }
         state.current = None;
-        let (token, lifetime) = self.fetch(http).await?;
+        let refresh = state
+            .refresh
+            .take()
+            .filter(|(_, until)| Instant::now() < *until);
+        let issued = match refresh {
+            Some((refresh, _)) => match self.fetch(http, Some(&refresh)).await {
+                Ok(issued) => issued,
+                // A refused refresh token (expired, revoked, server restarted): ask afresh
+                // with the client credentials.
+                Err(Failure::Fatal(_)) => {
+                    tracing::debug!(token_url = %self.shown_url, "Refresh token refused; using the client credentials.");
+                    self.fetch(http, None).await?
+                }
+                Err(other) => return Err(other),
+            },
+            None => self.fetch(http, None).await?,
+        };
+        let Issued {
+            token,
+            lifetime,
+            refresh,
+        } = issued;
+        state.refresh = refresh.map(|(t, life)| {
+            let margin = (life / 10).min(MAX_MARGIN);
+            (t, Instant::now() + life.saturating_sub(margin))
+        });
         let margin = (lifetime / 10).min(MAX_MARGIN);
         state.generation += 1;
         let cached = Cached {
@@ -99,12 +134,22 @@ impl TokenSource {
         })
     }
 
-    async fn fetch(&self, http: &reqwest::Client) -> Result<(SecretString, Duration), Failure> {
-        let mut form: Vec<(&str, &str)> = vec![
-            ("grant_type", "client_credentials"),
-            ("client_id", &self.client_id),
-            ("client_secret", self.client_secret.expose_secret()),
-        ];
+    /// Asks the token endpoint for a token: with the client credentials, or with a refresh
+    /// token (`grant_type=refresh_token`, the client authenticating as well).
+    async fn fetch(
+        &self,
+        http: &reqwest::Client,
+        refresh: Option<&SecretString>,
+    ) -> Result<Issued, Failure> {
+        let mut form: Vec<(&str, &str)> = match refresh {
+            Some(r) => vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", r.expose_secret()),
+            ],
+            None => vec![("grant_type", "client_credentials")],
+        };
+        form.push(("client_id", &self.client_id));
+        form.push(("client_secret", self.client_secret.expose_secret()));
         if let Some(scope) = &self.scope {
             form.push(("scope", scope));
         }
@@ -171,7 +216,7 @@ impl TokenSource {
         Err(self.auth_error(detail))
     }
 
-    fn parse(&self, body: &[u8]) -> Result<(SecretString, Duration), Failure> {
+    fn parse(&self, body: &[u8]) -> Result<Issued, Failure> {
         let value: serde_json::Value =
             serde_json::from_slice(body).map_err(|_| Failure::Retry {
                 error: format!("token endpoint {}: the answer is not JSON", self.shown_url),
@@ -191,13 +236,29 @@ impl TokenSource {
                 "the token endpoint issued a `{kind}` token; only Bearer tokens are supported"
             )));
         }
-        let lifetime = match value.get("expires_in") {
+        let seconds = |key: &str| match value.get(key) {
             Some(serde_json::Value::Number(n)) => n.as_u64().map(Duration::from_secs),
             Some(serde_json::Value::String(s)) => s.trim().parse().ok().map(Duration::from_secs),
             _ => None,
-        }
-        .unwrap_or(DEFAULT_LIFETIME);
-        Ok((SecretString::from(token.to_owned()), lifetime))
+        };
+        let lifetime = seconds("expires_in").unwrap_or(DEFAULT_LIFETIME);
+        // A refresh token is used only while its own lifetime lasts (without one given, as
+        // long as the access token's).
+        let refresh = value
+            .get("refresh_token")
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                (
+                    SecretString::from(t.to_owned()),
+                    seconds("refresh_expires_in").unwrap_or(lifetime),
+                )
+            });
+        Ok(Issued {
+            token: SecretString::from(token.to_owned()),
+            lifetime,
+            refresh,
+        })
     }
 }
 

@@ -1,0 +1,447 @@
+//! One Nexus patient's resources, as fetched, into the gateway's records (pure: no I/O, the
+//! instant of the pull given).
+//!
+//! Messages name the Nexus patient id and the resource (`grant 42`, `event 9001`), never a CPR
+//! number or any other value of a field that could hold one.
+
+use super::config::{GrantCodes, NexusConfig};
+use crate::domain::{
+    Assessment, CitizenRecord, Cpr, DeliveryMode, Goal, Grant, GrantStatus, Pseudonym,
+    PseudonymKey, SourceId, TeamAssignment, Visit,
+};
+use crate::mapping::Mappings;
+use crate::model::Record;
+use crate::sources::klgateway::{Counts, UnknownCode};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// What was fetched for one patient.
+#[derive(Debug, Clone, Default)]
+pub struct PatientDocs {
+    /// The patient object.
+    pub patient: Value,
+    /// The grants (the `referencedObject` of each `basketGrantReference` leaf).
+    pub grants: Vec<Value>,
+    /// The conditions (the `referencedObject` of each condition leaf).
+    pub conditions: Vec<Value>,
+    /// The calendar events of the window read.
+    pub events: Vec<Value>,
+}
+
+/// What a patient's resources mean to the gateway.
+#[derive(Debug, Clone)]
+pub struct PatientRecords {
+    /// The citizen.
+    pub citizen: Pseudonym,
+    /// Records and whether each withdraws its record (a grant never in force).
+    pub records: Vec<(Record, bool)>,
+    /// What was read.
+    pub counts: Counts,
+    /// Codes the mappings do not know (grant names, level codes, suppliers): stored and
+    /// reported, never dropped.
+    pub unknown: Vec<UnknownCode>,
+    /// Resources that could not be read, each naming the patient id and the resource.
+    pub problems: Vec<String>,
+}
+
+/// What reading needs besides the documents.
+pub struct ReadContext<'a> {
+    /// The source's settings.
+    pub cfg: &'a NexusConfig,
+    /// The grant-code mapping.
+    pub grant_codes: &'a GrantCodes,
+    /// The pseudonym key.
+    pub key: &'a PseudonymKey,
+    /// The municipality's mappings.
+    pub mappings: &'a Mappings,
+    /// The instant of the pull: the instant of an assessment or goal read now.
+    pub now: DateTime<Utc>,
+    /// Its local date.
+    pub today: NaiveDate,
+}
+
+/// An id (number or string) at `pointer`, as text.
+pub fn id_at(v: &Value, pointer: &str) -> Option<String> {
+    match v.pointer(pointer)? {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn str_at<'v>(v: &'v Value, pointer: &str) -> Option<&'v str> {
+    v.pointer(pointer)?.as_str().filter(|s| !s.is_empty())
+}
+
+fn source_id(text: &str, what: &str) -> Result<SourceId, String> {
+    SourceId::parse(text).map_err(|_| format!("{what} has an id the gateway cannot keep"))
+}
+
+/// Reads one patient. `Err` when the patient itself cannot be read (no id, no CPR number).
+pub fn read_patient(docs: &PatientDocs, ctx: &ReadContext<'_>) -> Result<PatientRecords, String> {
+    let patient_id = id_at(&docs.patient, "/id").ok_or("a patient without an id")?;
+    let name = format!("patient {patient_id}");
+    let cpr_text = str_at(&docs.patient, "/patientIdentifier/identifier")
+        .ok_or_else(|| format!("{name} has no patientIdentifier.identifier"))?;
+    let cpr = Cpr::parse(cpr_text)
+        .map_err(|e| format!("{name}: patientIdentifier.identifier is not a CPR number ({e})"))?;
+    let citizen = ctx.key.citizen(&cpr);
+    let deceased = str_at(&docs.patient, &ctx.cfg.patient.deceased_path)
+        .is_some_and(|s| ctx.cfg.patient.deceased_values.iter().any(|d| d == s))
+        || docs
+            .patient
+            .pointer(&ctx.cfg.patient.deceased_path)
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+    let mut out = PatientRecords {
+        citizen: citizen.clone(),
+        records: Vec::new(),
+        counts: Counts {
+            citizens: 1,
+            ..Counts::default()
+        },
+        unknown: Vec::new(),
+        problems: Vec::new(),
+    };
+    out.records.push((
+        Record::Citizen(CitizenRecord {
+            citizen: citizen.clone(),
+            patient_id: Some(source_id(&patient_id, &name)?),
+            custodian_sor: None,
+            deceased,
+            deceased_on: None,
+            active: true,
+        }),
+        false,
+    ));
+    // Team spans from the grants' suppliers: team -> (first day, last day or open).
+    let mut teams: BTreeMap<String, (NaiveDate, Option<NaiveDate>)> = BTreeMap::new();
+    for g in &docs.grants {
+        match read_grant(g, &citizen, &name, ctx, &mut out) {
+            Ok(Some((grant, withdrawn, team))) => {
+                if !withdrawn && let Some(team) = team {
+                    let span = teams.entry(team).or_insert((grant.start, grant.end));
+                    span.0 = span.0.min(grant.start);
+                    span.1 = match (span.1, grant.end) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        _ => None,
+                    };
+                }
+                out.counts.grants += 1;
+                if withdrawn {
+                    out.counts.withdrawn += 1;
+                }
+                out.records.push((Record::Grant(grant), withdrawn));
+            }
+            Ok(None) => {}
+            Err(problem) => out.problems.push(problem),
+        }
+    }
+    for (team, (from, to)) in teams {
+        let team = crate::domain::TeamId::parse(&team).map_err(|e| e.to_string())?;
+        if let Ok(a) = TeamAssignment::new(citizen.clone(), team, from, to) {
+            out.records.push((Record::Assignment(a), false));
+        }
+    }
+    for c in &docs.conditions {
+        if let Err(problem) = read_condition(c, &citizen, &name, ctx, &mut out) {
+            out.problems.push(problem);
+        }
+    }
+    for e in &docs.events {
+        match read_event(e, &citizen, &name, ctx) {
+            Ok(Some(visit)) => {
+                out.counts.visits += 1;
+                out.records.push((Record::Visit(visit), false));
+            }
+            Ok(None) => {}
+            Err(problem) => out.problems.push(problem),
+        }
+    }
+    Ok(out)
+}
+
+/// The grant's elements by type: `currentElements` first, a type missing there from
+/// `futureElements`.
+fn elements(grant: &Value) -> BTreeMap<&str, &Value> {
+    let mut out = BTreeMap::new();
+    for list in ["/currentElements", "/futureElements"] {
+        for e in grant
+            .pointer(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(t) = e.get("type").and_then(Value::as_str) {
+                out.entry(t).or_insert(e);
+            }
+        }
+    }
+    out
+}
+
+/// Visits per week of a `repetition` element: `DAY` every `count` days, `WEEK` every `count`
+/// weeks on `weekdays` + `weekenddays` days; `visits` per visiting day (default 1).
+pub fn visits_per_week(repetition: &Value) -> Option<Decimal> {
+    let count = repetition.get("count").and_then(Value::as_u64).unwrap_or(1);
+    if count == 0 {
+        return None;
+    }
+    let next = repetition.get("next");
+    let visits = next
+        .and_then(|n| n.pointer("/next/visits").or_else(|| n.get("visits")))
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    let days = match repetition.get("pattern").and_then(Value::as_str)? {
+        "DAY" => Decimal::from(7),
+        "WEEK" => {
+            let n = |k: &str| next.and_then(|n| n.get(k)).and_then(Value::as_u64);
+            Decimal::from(n("weekdays").unwrap_or(0) + n("weekenddays").unwrap_or(0))
+        }
+        _ => return None,
+    };
+    Some(days * Decimal::from(visits) / Decimal::from(count))
+}
+
+type GrantRead = Option<(Grant, bool, Option<String>)>;
+
+fn read_grant(
+    g: &Value,
+    citizen: &Pseudonym,
+    patient: &str,
+    ctx: &ReadContext<'_>,
+    out: &mut PatientRecords,
+) -> Result<GrantRead, String> {
+    let id = id_at(g, "/id").ok_or_else(|| format!("{patient}: a grant without an id"))?;
+    let what = format!("{patient}, grant {id}");
+    let el = elements(g);
+    let grant_name = str_at(g, "/name").unwrap_or("");
+    let section = el
+        .get("paragraph")
+        .and_then(|p| str_at(p, "/section"))
+        .unwrap_or("");
+    let code = match ctx.grant_codes.code(section, grant_name) {
+        Some(code) => {
+            if ctx.mappings.interventions.get(code).is_none() {
+                out.unknown.push(UnknownCode {
+                    code: code.to_owned(),
+                    system: "nexus_grants.csv".into(),
+                    kind: "intervention",
+                    resource: format!("grant/{id}"),
+                });
+            }
+            code.to_owned()
+        }
+        None => {
+            out.unknown.push(UnknownCode {
+                code: crate::domain::cut(&format!("{section} {grant_name}"), 120),
+                system: "nexus grant (section name)".into(),
+                kind: "intervention",
+                resource: format!("grant/{id}"),
+            });
+            crate::domain::cut(&format!("nexus:{section}:{grant_name}"), 190)
+        }
+    };
+    let date = |t: &str| -> Result<Option<NaiveDate>, String> {
+        match el.get(t).and_then(|e| e.get("date")) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => s
+                .get(..10)
+                .and_then(|d| d.parse().ok())
+                .map(Some)
+                .ok_or_else(|| format!("{what}: {t} is not a date")),
+            Some(_) => Err(format!("{what}: {t} is not a date")),
+        }
+    };
+    let Some(start) = date("billingStartDate")? else {
+        return Err(format!("{what} has no billingStartDate; it is not stored"));
+    };
+    let end = date("billingEndDate")?;
+    let state = str_at(g, "/workflowState/name").unwrap_or("");
+    let states = &ctx.cfg.workflow_states;
+    let withdrawn = states.withdrawn.iter().any(|s| s == state);
+    let status = if states.completed.iter().any(|s| s == state) {
+        GrantStatus::Completed
+    } else {
+        GrantStatus::Active
+    };
+    let weekly_minutes = match (
+        el.get("visitatedDurationInMinutes")
+            .and_then(|e| e.get("number"))
+            .and_then(Value::as_u64),
+        el.get("repetition").and_then(|r| visits_per_week(r)),
+    ) {
+        (Some(minutes), Some(per_week)) => (Decimal::from(minutes) * per_week)
+            .round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero)
+            .try_into()
+            .ok(),
+        _ => None,
+    };
+    let team = match el.get("supplier").and_then(|s| id_at(s, "/supplier/id")) {
+        Some(supplier) => {
+            let team = ctx
+                .mappings
+                .teams
+                .iter()
+                .find(|t| t.nexus_supplier_ids.iter().any(|s| *s == supplier));
+            if team.is_none() {
+                out.unknown.push(UnknownCode {
+                    code: supplier.clone(),
+                    system: "teams.toml nexus_supplier_ids".into(),
+                    kind: "nexus_supplier",
+                    resource: format!("grant/{id}"),
+                });
+            }
+            team.map(|t| t.team.id.to_string())
+        }
+        None => None,
+    };
+    let grant = Grant::new(
+        source_id(&id, &what)?,
+        citizen.clone(),
+        code,
+        start,
+        end,
+        status,
+        weekly_minutes,
+    )
+    .map_err(|e| format!("{what}: {e}"))?;
+    Ok(Some((grant, withdrawn, team)))
+}
+
+fn read_condition(
+    c: &Value,
+    citizen: &Pseudonym,
+    patient: &str,
+    ctx: &ReadContext<'_>,
+    out: &mut PatientRecords,
+) -> Result<(), String> {
+    let paths = &ctx.cfg.conditions;
+    let id = id_at(c, &paths.id).ok_or_else(|| format!("{patient}: a condition without an id"))?;
+    let what = format!("{patient}, condition {id}");
+    let Some(level_code) = str_at(c, &paths.level) else {
+        // A condition without a level (nursing) carries nothing the model reads.
+        return Ok(());
+    };
+    let code = str_at(c, &paths.code).ok_or_else(|| format!("{what} has no code"))?;
+    let open = str_at(c, &paths.state).is_some_and(|s| paths.active_states.iter().any(|a| a == s));
+    let in_focus = c
+        .pointer(&paths.in_focus)
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let level = ctx.mappings.levels.get(level_code);
+    if level.is_none() {
+        out.unknown.push(UnknownCode {
+            code: crate::domain::cut(level_code, 120),
+            system: "nexus condition level".into(),
+            kind: "functional_level",
+            resource: format!("condition/{id}"),
+        });
+    }
+    let condition_id = source_id(&id, &what)?;
+    out.counts.assessments += 1;
+    out.records.push((
+        Record::Assessment(Assessment {
+            condition_id: condition_id.clone(),
+            citizen: citizen.clone(),
+            condition_code: code.to_owned(),
+            level_code: level_code.to_owned(),
+            level,
+            assessed_at: ctx.now,
+            assessed_on: ctx.today,
+            in_focus: open && in_focus,
+        }),
+        false,
+    ));
+    if let Some(expected) = str_at(c, &paths.expected_level) {
+        let target_level = ctx.mappings.levels.get(expected);
+        if target_level.is_none() {
+            out.unknown.push(UnknownCode {
+                code: crate::domain::cut(expected, 120),
+                system: "nexus condition expected level".into(),
+                kind: "functional_level",
+                resource: format!("condition/{id}"),
+            });
+        }
+        out.counts.goals += 1;
+        out.records.push((
+            Record::Goal(Goal {
+                source_id: condition_id.clone(),
+                citizen: citizen.clone(),
+                condition_id,
+                target_level,
+                set_on: ctx.today,
+                active: open,
+            }),
+            false,
+        ));
+    }
+    Ok(())
+}
+
+fn instant(v: &Value, pointer: &str) -> Option<DateTime<Utc>> {
+    let s = str_at(v, pointer)?;
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn read_event(
+    e: &Value,
+    citizen: &Pseudonym,
+    patient: &str,
+    ctx: &ReadContext<'_>,
+) -> Result<Option<Visit>, String> {
+    let paths = &ctx.cfg.calendar;
+    let id = id_at(e, &paths.id).ok_or_else(|| format!("{patient}: an event without an id"))?;
+    let what = format!("{patient}, event {id}");
+    let delivered =
+        str_at(e, &paths.status).is_some_and(|s| paths.delivered_statuses.iter().any(|d| d == s));
+    if !delivered {
+        return Ok(None);
+    }
+    let (start, end) = match (
+        instant(e, &paths.registered_start),
+        instant(e, &paths.registered_end),
+    ) {
+        (Some(s), Some(t)) => (s, t),
+        _ => (
+            instant(e, &paths.planned_start)
+                .ok_or_else(|| format!("{what} has no readable start time"))?,
+            instant(e, &paths.planned_end)
+                .ok_or_else(|| format!("{what} has no readable end time"))?,
+        ),
+    };
+    let mode = if str_at(e, &paths.location)
+        .is_some_and(|l| paths.clinic_locations.iter().any(|c| c == l))
+    {
+        DeliveryMode::Clinic
+    } else {
+        DeliveryMode::Home
+    };
+    let employee = id_at(e, &paths.professional).map(|p| ctx.key.other("nexus-professional", &p));
+    let grants = e
+        .pointer(&paths.grants)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|g| match g {
+            Value::Number(n) => SourceId::parse(&n.to_string()).ok(),
+            Value::String(s) => SourceId::parse(s).ok(),
+            _ => None,
+        })
+        .collect();
+    Visit::new(
+        source_id(&id, &what)?,
+        citizen.clone(),
+        start,
+        end,
+        employee,
+        mode,
+        grants,
+    )
+    .map(Some)
+    .map_err(|e| format!("{what}: {e}"))
+}
