@@ -224,6 +224,10 @@ pub enum Command {
         /// Where `--serve` listens.
         #[arg(long, value_name = "ADDR", default_value = crate::demo::DEFAULT_LISTEN, requires = "serve")]
         listen: std::net::SocketAddr,
+        /// The care system the municipality is pulled from: KL Gateway delivery reports by
+        /// FHIR search, or the KMD Nexus REST API (the same simulated municipality).
+        #[arg(long, value_enum, default_value_t = crate::demo::DemoSource::Klgateway)]
+        source: crate::demo::DemoSource,
     },
     /// Why a course is paid what it is (its decision, rule, table cell, evidence and
     /// supersessions), or what a voucher's amount is made of (the course-days that sum to it,
@@ -403,6 +407,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         format,
         serve,
         listen,
+        source,
     } = cli.command
     {
         // The demo builds its own configuration: it needs no file.
@@ -416,6 +421,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             json: matches!(format, CoursesFormat::Json),
             serve,
             listen,
+            source,
         };
         return match crate::demo::main(opts).await {
             Ok(code) => ExitCode::from(code),

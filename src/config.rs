@@ -148,7 +148,7 @@ pub enum SourceKind {
     /// An endpoint care systems post Bundles to.
     FhirPush(crate::sources::fhir_push::PushConfig),
     /// A KMD Nexus instance pulled through its REST API.
-    Nexus(crate::sources::nexus::NexusSettings),
+    Nexus(Box<crate::sources::nexus::NexusSettings>),
 }
 
 /// Logging settings.
@@ -1144,10 +1144,10 @@ fn build_sources(
             }
             out.push(SourceSettings {
                 name,
-                kind: SourceKind::Nexus(crate::sources::nexus::NexusSettings {
+                kind: SourceKind::Nexus(Box::new(crate::sources::nexus::NexusSettings {
                     config: nexus,
                     grant_codes: std::sync::Arc::new(grant_codes),
-                }),
+                })),
             });
             continue;
         }

@@ -78,6 +78,17 @@ pub struct DemoOptions {
     pub serve: bool,
     /// Where the cockpit (and the operations endpoints) listen with `serve`.
     pub listen: std::net::SocketAddr,
+    /// The care system pulled.
+    pub source: DemoSource,
+}
+
+/// The care system the demo pulls the simulated municipality from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoSource {
+    /// KL Gateway delivery reports by FHIR search (`[source.fhir_pull]`).
+    Klgateway,
+    /// The KMD Nexus REST API (`[source.nexus]`), simulated from the same municipality.
+    Nexus,
 }
 
 /// Where `demo --serve` listens unless told otherwise.
@@ -170,6 +181,42 @@ pub fn as_of(opts: &DemoOptions) -> NaiveDate {
     start_day() + Days::new(u64::from(opts.days.max(1) - 1))
 }
 
+/// The simulated care system the demo runs.
+enum Care {
+    Klgateway(crate::sim::care::SimServer),
+    Nexus(crate::sim::nexus::NexusServer, Vec<i64>),
+}
+
+impl Care {
+    fn base(&self) -> &str {
+        match self {
+            Care::Klgateway(s) => &s.base_url,
+            Care::Nexus(s, _) => &s.api_root,
+        }
+    }
+
+    fn endpoint(&self) -> setup::CareEndpoint {
+        match self {
+            Care::Klgateway(s) => setup::CareEndpoint::Klgateway {
+                base: s.base_url.clone(),
+                token: s.token_url.clone(),
+            },
+            Care::Nexus(s, organisations) => setup::CareEndpoint::Nexus {
+                api_root: s.api_root.clone(),
+                token: s.token_url.clone(),
+                organisations: organisations.clone(),
+            },
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Care::Klgateway(s) => s.shutdown().await,
+            Care::Nexus(s, _) => s.shutdown().await,
+        }
+    }
+}
+
 /// What a demo did.
 pub struct DemoOutcome {
     /// The summary (its `wall_time_secs` and `kept` are set).
@@ -246,17 +293,44 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         bundles = municipality.bundles.len(),
         elapsed_ms = started.elapsed().as_millis() as u64
     );
-    let care = crate::sim::care::serve(
-        Arc::new(municipality),
-        ServerConfig {
-            client_id: setup::CLIENT_ID.to_owned(),
-            client_secret: secrets.care_client_secret.expose_secret().to_owned(),
-            page_size: setup::PULL_PAGE_SIZE as usize,
-            token_ttl: Duration::from_secs(3600),
-        },
-    )
-    .await
-    .context("starting the simulated care system")?;
+    let care = match opts.source {
+        DemoSource::Klgateway => {
+            let server = crate::sim::care::serve(
+                Arc::new(municipality),
+                ServerConfig {
+                    client_id: setup::CLIENT_ID.to_owned(),
+                    client_secret: secrets.care_client_secret.expose_secret().to_owned(),
+                    page_size: setup::PULL_PAGE_SIZE as usize,
+                    token_ttl: Duration::from_secs(3600),
+                },
+            )
+            .await
+            .context("starting the simulated care system")?;
+            Care::Klgateway(server)
+        }
+        DemoSource::Nexus => {
+            let mappings = crate::mapping::load::load_dir(&dir.join("mappings"))
+                .map_err(|d| anyhow::anyhow!("the demo's mappings: {d:?}"))?;
+            let sim_cfg = sim_config(opts);
+            let nexus = tokio::task::spawn_blocking(move || {
+                crate::sim::nexus::NexusMunicipality::build(&municipality, &sim_cfg, &mappings)
+            })
+            .await
+            .context("building the simulated Nexus")?;
+            let organisations = nexus.organisation_ids();
+            let server = crate::sim::nexus::serve(
+                Arc::new(nexus),
+                crate::sim::nexus::NexusServerConfig {
+                    client_id: setup::CLIENT_ID.to_owned(),
+                    client_secret: secrets.care_client_secret.expose_secret().to_owned(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .context("starting the simulated Nexus")?;
+            Care::Nexus(server, organisations)
+        }
+    };
     let books = Books::new();
     let finance = crate::sim::finance::serve_http(books.clone())
         .await
@@ -270,7 +344,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     .context("starting the simulated ChargeItem endpoint")?;
     tracing::info!(
         message = "Simulated systems started.",
-        care = %care.base_url,
+        care = %care.base(),
         finance = %finance.url,
         decisions = %charge_items.base_url
     );
@@ -278,8 +352,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let config_path = setup::write_config(
         &dir,
         &setup::Endpoints {
-            care_base: care.base_url.clone(),
-            care_token: care.token_url.clone(),
+            care: care.endpoint(),
             finance_url: finance.url.clone(),
             decisions_base: charge_items.base_url.clone(),
             decisions_token: charge_items.token_url.clone(),

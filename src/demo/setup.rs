@@ -124,11 +124,18 @@ id = \"vest\"
 name = \"Team Vest\"
 cost_centre = \"1003\"
 sor_codes = [\"246813579024680\"]
-nexus_supplier_ids = []
+nexus_supplier_ids = [\"13\"]
 ";
 
 /// The repository's mapping files, embedded at build time.
-const MAPPINGS: [(&str, &str); 4] = [
+const MAPPINGS: [(&str, &str); 5] = [
+    (
+        "nexus_grants.csv",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/mappings/nexus_grants.csv"
+        )),
+    ),
     (
         "interventions.csv",
         include_str!(concat!(
@@ -473,10 +480,8 @@ impl Secrets {
 /// Where the simulated systems listen.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoints {
-    /// The care system's FHIR base.
-    pub(crate) care_base: String,
-    /// The care system's token endpoint.
-    pub(crate) care_token: String,
+    /// The care system.
+    pub(crate) care: CareEndpoint,
     /// The finance system's HTTP receiver.
     pub(crate) finance_url: String,
     /// The ChargeItem endpoint's FHIR base.
@@ -489,6 +494,27 @@ pub(crate) struct Endpoints {
     pub(crate) cockpit_sha256: [String; 2],
 }
 
+/// The simulated care system the configuration pulls.
+#[derive(Debug, Clone)]
+pub(crate) enum CareEndpoint {
+    /// KL Gateway delivery reports by FHIR search.
+    Klgateway {
+        /// The FHIR base.
+        base: String,
+        /// The token endpoint.
+        token: String,
+    },
+    /// The KMD Nexus REST API.
+    Nexus {
+        /// The API root.
+        api_root: String,
+        /// The token endpoint.
+        token: String,
+        /// The organisations read.
+        organisations: Vec<i64>,
+    },
+}
+
 /// Bundles per page of the pull (`_count`): fewer, bigger pages than the default of 100, each
 /// page being one store transaction (see the module documentation of `crate::demo`).
 pub const PULL_PAGE_SIZE: u32 = 500;
@@ -496,6 +522,50 @@ pub const PULL_PAGE_SIZE: u32 = 500;
 /// A TOML basic string holding `s`.
 fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
+}
+
+/// The `[[source]]` of the simulated care system.
+fn care_source(care: &CareEndpoint) -> String {
+    match care {
+        CareEndpoint::Klgateway { base, token } => format!(
+            "\
+# The simulated care system: KL Gateway delivery reports by FHIR search, OAuth2 client credentials.
+[[source]]
+name = \"care-sim\"
+secret_file = \"{SECRETS_DIR}/{CARE_SECRET_FILE}\"
+[source.fhir_pull]
+base_url = {base}
+token_url = {token}
+client_id = \"{CLIENT_ID}\"
+format = \"json\"
+page_size = {PULL_PAGE_SIZE}
+timeout_secs = 60
+",
+            base = toml_str(base),
+            token = toml_str(token),
+        ),
+        CareEndpoint::Nexus {
+            api_root,
+            token,
+            organisations,
+        } => format!(
+            "\
+# The simulated KMD Nexus: its REST API, OAuth2 client credentials with a refresh token.
+[[source]]
+name = \"nexus-sim\"
+secret_file = \"{SECRETS_DIR}/{CARE_SECRET_FILE}\"
+[source.nexus]
+api_root = {api_root}
+token_url = {token}
+client_id = \"{CLIENT_ID}\"
+organisations = {organisations:?}
+requests_per_second = 5000
+timeout_secs = 60
+",
+            api_root = toml_str(api_root),
+            token = toml_str(token),
+        ),
+    }
 }
 
 /// Writes `gateway.toml` and returns its path.
@@ -523,18 +593,7 @@ dir = \"mappings\"
 format = \"human\"
 level = \"info\"
 
-# The simulated care system: KL Gateway delivery reports by FHIR search, OAuth2 client credentials.
-[[source]]
-name = \"care-sim\"
-secret_file = \"{SECRETS_DIR}/{CARE_SECRET_FILE}\"
-[source.fhir_pull]
-base_url = {care_base}
-token_url = {care_token}
-client_id = \"{CLIENT_ID}\"
-format = \"json\"
-page_size = {PULL_PAGE_SIZE}
-timeout_secs = 60
-
+{care}
 # The simulated finance system: vouchers as JSON over HTTP, answered at once. Its bearer token
 # ({SECRETS_DIR}/{FINANCE_TOKEN_FILE}) is given as {prefix}FINANCE__BEARER_TOKEN.
 [finance.format.opus]
@@ -591,8 +650,7 @@ reply_dir = \"{FIGURES_DIR}\"
         management_sha = endpoints.cockpit_sha256[0],
         nord_sha = endpoints.cockpit_sha256[1],
         store = toml_str(&format!("sqlite://{db}")),
-        care_base = toml_str(&endpoints.care_base),
-        care_token = toml_str(&endpoints.care_token),
+        care = care_source(&endpoints.care),
         finance_url = toml_str(&endpoints.finance_url),
         decisions_base = toml_str(&endpoints.decisions_base),
         decisions_token = toml_str(&endpoints.decisions_token),

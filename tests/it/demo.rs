@@ -27,6 +27,7 @@ fn opts(keep: Option<&Path>, citizens: usize, days: u32) -> DemoOptions {
         json: false,
         serve: false,
         listen: "127.0.0.1:0".parse().unwrap(),
+        source: progression_gateway::demo::DemoSource::Klgateway,
     }
 }
 
@@ -534,4 +535,41 @@ async fn demo_serve_keeps_the_cockpit_up_with_the_runs_figures_until_stopped() {
     tx.send(()).unwrap();
     server.await.unwrap().expect("served");
     assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_against_the_simulated_nexus_with_every_team_and_no_unassigned_citizen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keep = tmp.path().join("demo");
+    let mut o = opts(Some(&keep), 40, 45);
+    o.source = progression_gateway::demo::DemoSource::Nexus;
+    let outcome = demo::run(&o).await.expect("the demo runs");
+    let summary = &outcome.summary;
+    assert_eq!(outcome.exit_code, 0, "{summary:#?}");
+    assert!(summary.run.errors.is_empty(), "{:?}", summary.run.errors);
+    let config = std::fs::read_to_string(outcome.dir.join("gateway.toml")).unwrap();
+    assert!(config.contains("[source.nexus]") && !config.contains("[source.fhir_pull]"));
+    let ids: Vec<(&str, &str)> = summary
+        .teams
+        .iter()
+        .map(|t| (t.team.as_str(), t.cost_centre.as_str()))
+        .collect();
+    assert_eq!(ids, TEAMS.to_vec());
+    assert!(summary.unassigned.is_none(), "{:?}", summary.unassigned);
+    let store = Store::connect(&format!(
+        "sqlite://{}",
+        outcome.dir.join("gateway.db").display()
+    ))
+    .await
+    .unwrap();
+    let versions = store.all_versions().await.unwrap();
+    assert_eq!(versions.len(), 40);
+    assert!(
+        versions
+            .iter()
+            .flat_map(|(_, v)| v)
+            .all(|v| v.source == "nexus")
+    );
+    assert!(!store.courses().await.unwrap().is_empty());
+    store.close().await;
 }

@@ -301,3 +301,344 @@ async fn a_hand_written_nexus_gives_its_records_and_the_continuity_of_its_calend
     assert!(matches!(&withdrawn[0].record, Record::Visit(v) if v.source_id.as_str() == "9007"));
     store.close().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The simulated Nexus, built from the same simulated municipality as the FHIR simulator
+// ---------------------------------------------------------------------------------------------
+
+use progression_gateway::model::{Course, Versioned, compute_courses, resolve_history};
+use progression_gateway::sim::care::{Fault, Municipality, SimConfig, generate};
+use progression_gateway::sim::nexus::{NexusMunicipality, NexusServer, NexusServerConfig};
+use progression_gateway::sources::Format;
+use std::collections::BTreeMap;
+
+fn small_sim() -> SimConfig {
+    SimConfig {
+        citizens: 24,
+        days: 50,
+        seed: 7,
+        ..SimConfig::default()
+    }
+}
+
+async fn serve_nexus(m: &Municipality, cfg: &SimConfig) -> (NexusServer, Vec<i64>) {
+    let nexus = NexusMunicipality::build(m, cfg, &nexus_mappings());
+    let orgs = nexus.organisation_ids();
+    let server = progression_gateway::sim::nexus::serve(
+        Arc::new(nexus),
+        NexusServerConfig {
+            client_id: "pgw".into(),
+            client_secret: "sim-secret".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    (server, orgs)
+}
+
+async fn sqlite(dir: &std::path::Path, name: &str) -> Store {
+    Store::connect(&format!("sqlite://{}", dir.join(name).display()))
+        .await
+        .unwrap()
+}
+
+/// Every stored Nexus version as text (kind, key, record, withdrawn, instant), sorted.
+async fn nexus_versions(store: &Store) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, versions) in store.all_versions().await.unwrap() {
+        for v in versions.into_iter().filter(|v| v.source == "nexus") {
+            out.push(serde_json::to_string(&v).unwrap());
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn pulling_through_every_fault_stores_what_a_fault_free_pull_stores_without_duplicates() {
+    let cfg = small_sim();
+    let m = generate(&cfg);
+    let (server, orgs) = serve_nexus(&m, &cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = Arc::new(nexus_mappings());
+    let tz = cfg.time_zone;
+    let s = settings(&server.api_root, &server.token_url, &orgs);
+    let now = at("2027-02-20T23:00:00Z");
+
+    let clean = sqlite(dir.path(), "clean.db").await;
+    let ing = Ingestor::new(clean.clone(), key(), tz, mappings.clone(), "nexus");
+    let summary = nexus::pull(&ing, &s, &NexusClient::new(&s.config).unwrap(), now)
+        .await
+        .unwrap();
+    assert!(summary.rejected.is_empty(), "{:?}", summary.rejected);
+    assert_eq!(summary.citizens, cfg.citizens as u64);
+    let expected = nexus_versions(&clean).await;
+    assert!(expected.len() > 500, "{}", expected.len());
+
+    // Through faults: every kind, spread over the pull by a task that keeps queueing them,
+    // tokens and refresh tokens expiring, and a first pull cut off half-way.
+    let faulty = sqlite(dir.path(), "faulty.db").await;
+    let ing = Ingestor::new(faulty.clone(), key(), tz, mappings.clone(), "nexus");
+    let client = NexusClient::new(&s.config).unwrap();
+    let faults = server.faults.clone();
+    let requests_before = server.api_requests();
+    let injector = tokio::spawn(async move {
+        let kinds = [
+            Fault::ServerError,
+            Fault::TooManyRequests {
+                retry_after_secs: 0,
+            },
+            Fault::Unavailable {
+                retry_after_secs: 0,
+            },
+            Fault::TruncatedPage,
+            Fault::ExpiredToken,
+            Fault::Slow(std::time::Duration::from_millis(30)),
+        ];
+        for i in 0.. {
+            faults.fail_next(1, kinds[i % kinds.len()].clone());
+            tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+        }
+    });
+    let cut = tokio::time::timeout(
+        std::time::Duration::from_millis(400),
+        nexus::pull(&ing, &s, &client, now),
+    )
+    .await;
+    assert!(cut.is_err(), "the first pull was meant to be cut off");
+    server.expire_tokens();
+    server.expire_refresh_tokens();
+    let summary = nexus::pull(&ing, &s, &client, now).await.unwrap();
+    injector.abort();
+    assert!(summary.rejected.is_empty(), "{:?}", summary.rejected);
+    assert!(server.api_requests() - requests_before > 100);
+    let got = nexus_versions(&faulty).await;
+    assert_eq!(got.len(), expected.len(), "no duplicates, nothing missing");
+    assert_eq!(got, expected);
+    server.shutdown().await;
+}
+
+/// The courses of every citizen of a store, as of `as_of`.
+async fn courses(
+    store: &Store,
+    m: &Mappings,
+    as_of: chrono::NaiveDate,
+) -> BTreeMap<String, Vec<Course>> {
+    let mut out = BTreeMap::new();
+    for (citizen, versions) in store.all_versions().await.unwrap() {
+        let h = resolve_history(&versions, chrono_tz::Europe::Copenhagen);
+        out.insert(citizen.to_string(), compute_courses(&h, m, as_of).courses);
+    }
+    out
+}
+
+fn decision(c: &Course) -> String {
+    format!(
+        "{:?} {} {:?} score {} group {:?} {:?} {} to {} ({:?})",
+        c.track,
+        c.start,
+        c.kind,
+        c.need_score,
+        c.group,
+        c.tariff,
+        c.tariff_year,
+        c.end,
+        c.end_reason
+    )
+}
+
+#[tokio::test]
+async fn the_same_municipality_through_kl_gateway_and_nexus_gives_the_same_decisions() {
+    let cfg = small_sim();
+    let m = generate(&cfg);
+    let mappings = Arc::new(nexus_mappings());
+    let tz = cfg.time_zone;
+    let dir = tempfile::tempdir().unwrap();
+
+    // KL Gateway: every delivery report, as a landing folder or a pull would store them.
+    let kl = sqlite(dir.path(), "kl.db").await;
+    let ing = Ingestor::new(kl.clone(), key(), tz, mappings.clone(), "klgateway-files");
+    let mut batch = ing.batch();
+    for b in &m.bundles {
+        let outcome = ing.read(&b.json, Format::Json, &b.id, &mut batch);
+        assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+        batch.push(outcome, None).await.unwrap();
+    }
+    batch.finish().await.unwrap();
+
+    // Nexus: pulled every night at 23:59:59 local, seeing what was reported up to then.
+    let (server, orgs) = serve_nexus(&m, &cfg).await;
+    let nx = sqlite(dir.path(), "nexus.db").await;
+    let ing = Ingestor::new(nx.clone(), key(), tz, mappings.clone(), "nexus");
+    let s = settings(&server.api_root, &server.token_url, &orgs);
+    let client = NexusClient::new(&s.config).unwrap();
+    for day in 0..cfg.days {
+        let date = cfg.start + chrono::Days::new(u64::from(day));
+        let night = date
+            .and_hms_opt(23, 59, 59)
+            .unwrap()
+            .and_local_timezone(tz)
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        server.set_visible_until(night);
+        let summary = nexus::pull(&ing, &s, &client, night).await.unwrap();
+        assert!(summary.rejected.is_empty(), "{:?}", summary.rejected);
+    }
+    server.shutdown().await;
+
+    let as_of = cfg.start + chrono::Days::new(u64::from(cfg.days - 1));
+    let from_kl = courses(&kl, &mappings, as_of).await;
+    let from_nexus = courses(&nx, &mappings, as_of).await;
+    assert_eq!(from_kl.len(), cfg.citizens);
+    assert_eq!(
+        from_kl.keys().collect::<Vec<_>>(),
+        from_nexus.keys().collect::<Vec<_>>()
+    );
+    let mut same = 0;
+    for (citizen, kl_courses) in &from_kl {
+        let a: Vec<_> = kl_courses.iter().map(decision).collect();
+        let b: Vec<_> = from_nexus[citizen].iter().map(decision).collect();
+        assert_eq!(a, b, "citizen {citizen}");
+        same += a.len();
+    }
+    assert!(same > 20, "{same} courses compared");
+
+    // The documented differences: Nexus carries visitated weekly minutes and performers,
+    // KL Gateway neither; grant ids are Nexus's integers, not FHIR UUIDs.
+    let all = |store: Store| async move {
+        store
+            .all_versions()
+            .await
+            .unwrap()
+            .into_iter()
+            .flat_map(|(_, v)| v)
+            .collect::<Vec<Versioned>>()
+    };
+    let (kl_all, nx_all) = (all(kl).await, all(nx).await);
+    let grants = |vs: &[Versioned]| {
+        vs.iter()
+            .filter_map(|v| match &v.record {
+                Record::Grant(g) => Some(g.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(grants(&kl_all).iter().all(|g| g.weekly_minutes.is_none()));
+    assert!(
+        grants(&nx_all)
+            .iter()
+            .any(|g| g.weekly_minutes.is_some_and(|w| w > 0))
+    );
+    assert!(
+        grants(&nx_all)
+            .iter()
+            .all(|g| g.source_id.as_str().parse::<i64>().is_ok())
+    );
+    let visits = |vs: &[Versioned]| {
+        vs.iter()
+            .filter_map(|v| match &v.record {
+                Record::Visit(v) => Some(v.employee.is_some()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(visits(&kl_all).iter().all(|e| !e));
+    let nx_visits = visits(&nx_all);
+    assert!(!nx_visits.is_empty() && nx_visits.iter().all(|e| *e));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cpr_number_with_or_without_its_dash_in_the_logs_the_output_or_the_store() {
+    let cfg = small_sim();
+    let m = generate(&cfg);
+    let (server, orgs) = serve_nexus(&m, &cfg).await;
+    // Every kind of fault, so that retries and refusals are logged too.
+    server.faults.fail_next(1, Fault::ServerError);
+    server.faults.fail_next(1, Fault::TruncatedPage);
+    server.faults.fail_next(1, Fault::ExpiredToken);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::write(dir.path().join("secret"), "sim-secret").unwrap();
+    let config = format!(
+        "time_zone = \"Europe/Copenhagen\"\n[store]\nurl = {db:?}\n[pseudonym]\nkey = \"nexus-test-pseudonym-key-0001\"\n[mappings]\ndir = {mappings:?}\n[log]\nformat = \"json\"\nlevel = \"debug\"\n\n[[source]]\nname = \"nexus\"\nsecret_file = \"secret\"\n[source.nexus]\napi_root = {root:?}\ntoken_url = {token:?}\nclient_id = \"pgw\"\norganisations = {orgs:?}\nrequests_per_second = 1000\nbackoff_initial_ms = 10\n",
+        db = format!("sqlite://{}", dir.path().join("gw.db").display()),
+        mappings = repo.join("mappings").display().to_string(),
+        root = server.api_root,
+        token = server.token_url,
+    );
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_progression-gateway"))
+            .arg("--config")
+            .arg(&path)
+            .arg("pull")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("\"citizens\": 24") || stdout.contains("\"citizens\":24"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("retrying"),
+        "the faults were logged: {stderr}"
+    );
+    server.shutdown().await;
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("gw.db")
+        {
+            stored.extend(std::fs::read(&p).unwrap());
+        }
+    }
+    let stored = String::from_utf8_lossy(&stored).to_string();
+    assert!(stored.len() > 10_000);
+    for c in &m.citizens {
+        let dashed = format!("{}-{}", &c.cpr[..6], &c.cpr[6..]);
+        for text in [&stdout, &stderr, &stored] {
+            assert!(!text.contains(&c.cpr), "a CPR number without its dash");
+            assert!(!text.contains(&dashed), "a CPR number with its dash");
+        }
+    }
+}
+
+#[test]
+fn a_bad_nexus_configuration_or_grant_file_is_refused_naming_key_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mappings = dir.path().join("mappings");
+    std::fs::create_dir(&mappings).unwrap();
+    for f in std::fs::read_dir(repo.join("mappings")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, mappings.join(f.file_name().unwrap())).unwrap();
+    }
+    let mut grants = std::fs::read_to_string(mappings.join("nexus_grants.csv")).unwrap();
+    grants.push_str("§ 83,Personlig hygiejne,H1.1\n");
+    std::fs::write(mappings.join("nexus_grants.csv"), grants).unwrap();
+    let config = "time_zone = \"Europe/Copenhagen\"\n[pseudonym]\nkey = \"nexus-test-pseudonym-key-0001\"\n[mappings]\ndir = \"mappings\"\n\n[[source]]\nname = \"nexus\"\n[source.nexus]\napi_root = \"https://x.nexus.kmd.dk/api/core/mobile/x/v2/\"\ntoken_url = \"https://iam.nexus.kmd.dk/authx/realms/x/protocol/openid-connect/token\"\nclient_id = \"pgw\"\norganisations = []\npage_size = 51\n[source.nexus.calendar]\nstatus = \"status.name\"\n";
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let err = progression_gateway::config::load_with_env(&path, Vec::new())
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "page_size must be 1-50",
+        "organisations must name at least one",
+        "calendar.status must be a JSON pointer",
+        "needs its client secret",
+        "nexus_grants.csv: line 21: the grant `§ 83` `Personlig hygiejne` is already on line 2",
+    ] {
+        assert!(err.contains(want), "{want} not in:\n{err}");
+    }
+}

@@ -116,18 +116,15 @@ pub fn read_patient(docs: &PatientDocs, ctx: &ReadContext<'_>) -> Result<Patient
         }),
         false,
     ));
-    // Team spans from the grants' suppliers: team -> (first day, last day or open).
-    let mut teams: BTreeMap<String, (NaiveDate, Option<NaiveDate>)> = BTreeMap::new();
+    // The team on a day is the supplier of the latest grant started on or before it: one
+    // open assignment from the start of each run of grants with the same supplier's team
+    // (a later assignment wins from its first day).
+    let mut starts: Vec<(NaiveDate, String)> = Vec::new();
     for g in &docs.grants {
         match read_grant(g, &citizen, &name, ctx, &mut out) {
             Ok(Some((grant, withdrawn, team))) => {
                 if !withdrawn && let Some(team) = team {
-                    let span = teams.entry(team).or_insert((grant.start, grant.end));
-                    span.0 = span.0.min(grant.start);
-                    span.1 = match (span.1, grant.end) {
-                        (Some(a), Some(b)) => Some(a.max(b)),
-                        _ => None,
-                    };
+                    starts.push((grant.start, team));
                 }
                 out.counts.grants += 1;
                 if withdrawn {
@@ -139,9 +136,15 @@ pub fn read_patient(docs: &PatientDocs, ctx: &ReadContext<'_>) -> Result<Patient
             Err(problem) => out.problems.push(problem),
         }
     }
-    for (team, (from, to)) in teams {
-        let team = crate::domain::TeamId::parse(&team).map_err(|e| e.to_string())?;
-        if let Ok(a) = TeamAssignment::new(citizen.clone(), team, from, to) {
+    starts.sort();
+    let mut current: Option<&str> = None;
+    for (from, team) in &starts {
+        if current == Some(team.as_str()) {
+            continue;
+        }
+        current = Some(team);
+        let team = crate::domain::TeamId::parse(team).map_err(|e| e.to_string())?;
+        if let Ok(a) = TeamAssignment::new(citizen.clone(), team, *from, None) {
             out.records.push((Record::Assignment(a), false));
         }
     }
@@ -285,7 +288,7 @@ fn read_grant(
                 .mappings
                 .teams
                 .iter()
-                .find(|t| t.nexus_supplier_ids.iter().any(|s| *s == supplier));
+                .find(|t| t.nexus_supplier_ids.contains(&supplier));
             if team.is_none() {
                 out.unknown.push(UnknownCode {
                     code: supplier.clone(),
