@@ -642,3 +642,61 @@ fn a_bad_nexus_configuration_or_grant_file_is_refused_naming_key_file_and_line()
         assert!(err.contains(want), "{want} not in:\n{err}");
     }
 }
+
+#[tokio::test]
+async fn the_weekly_minutes_basis_and_individual_tariffs_read_the_visitated_minutes_of_nexus() {
+    let (api_root, token_url, _hand) = hand_nexus().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(dir.path(), "w.db").await;
+    let tz = chrono_tz::Europe::Copenhagen;
+    // The care tables scored by visitated weekly minutes, individual from 250 minutes at
+    // 420.00 kr. an hour.
+    let mut m = nexus_mappings();
+    let tables: Vec<_> = m
+        .tariffs
+        .tables()
+        .iter()
+        .cloned()
+        .map(|mut t| {
+            if t.track == Track::Care {
+                t.basis = progression_gateway::mapping::NeedBasis::WeeklyMinutes;
+                t.individual = Some(progression_gateway::mapping::IndividualRule {
+                    threshold: 250,
+                    hourly_rate: dec("420.00"),
+                });
+            }
+            t
+        })
+        .collect();
+    m.tariffs = progression_gateway::mapping::TariffBook::new(tables);
+    let m = Arc::new(m);
+    let ingestor = Ingestor::new(store.clone(), key(), tz, m.clone(), "nexus-hand");
+    let s = settings(&api_root, &token_url, &[3]);
+    nexus::pull(
+        &ingestor,
+        &s,
+        &NexusClient::new(&s.config).unwrap(),
+        at("2027-02-01T01:00:00Z"),
+    )
+    .await
+    .unwrap();
+    let citizen = key().citizen(&progression_gateway::domain::Cpr::parse(CPR).unwrap());
+    let h = resolve_history(&store.versions(&citizen).await.unwrap(), tz);
+    let courses = compute_courses(&h, &m, d("2027-01-31")).courses;
+    assert_eq!(courses.len(), 1, "{courses:?}");
+    let c = &courses[0];
+    // Nexus's 20 minutes twice a day, 7 days a week: 280, not the norm of 210 KL Gateway's
+    // grants are scored with (interventions.csv, H1.1).
+    assert_eq!(
+        m.interventions
+            .get("17312894-b23f-43d9-9723-b725ac25d872")
+            .unwrap()
+            .norm_minutes_per_week,
+        210
+    );
+    assert_eq!((c.need_score, c.start), (280, d("2027-01-04")));
+    assert_eq!(c.kind, progression_gateway::domain::CourseKind::Individual);
+    // 280 / 60 * 420.00 / 7 = 280.00 kr. a day.
+    assert_eq!(c.daily_amount(d("2027-01-10"), &h, &m), dec("280"));
+    store.close().await;
+}

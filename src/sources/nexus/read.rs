@@ -448,3 +448,130 @@ fn read_event(
     .map(Some)
     .map_err(|e| format!("{what}: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cfg() -> NexusConfig {
+        toml::from_str(
+            "api_root = \"https://x/\"\ntoken_url = \"https://y/\"\nclient_id = \"c\"\norganisations = [1]\n",
+        )
+        .unwrap()
+    }
+
+    fn mappings() -> Mappings {
+        crate::mapping::load::load_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings"),
+        )
+        .unwrap()
+    }
+
+    fn key() -> PseudonymKey {
+        PseudonymKey::new(secrecy::SecretString::from(
+            "unit-test-key-of-enough-bytes-01",
+        ))
+        .unwrap()
+    }
+
+    fn grant(name: &str, state: &str, elements: Value) -> Value {
+        json!({"id": 42, "name": name, "workflowState": {"name": state}, "currentElements": elements})
+    }
+
+    fn read(docs: &PatientDocs) -> Result<PatientRecords, String> {
+        let (cfg, m, k) = (cfg(), mappings(), key());
+        let codes = GrantCodes::new([(
+            "§ 83".to_owned(),
+            "Personlig hygiejne".to_owned(),
+            "H1.1".to_owned(),
+        )]);
+        let ctx = ReadContext {
+            cfg: &cfg,
+            grant_codes: &codes,
+            key: &k,
+            mappings: &m,
+            now: "2027-02-01T00:00:00Z".parse().unwrap(),
+            today: "2027-02-01".parse().unwrap(),
+        };
+        read_patient(docs, &ctx)
+    }
+
+    fn patient(cpr: &str) -> Value {
+        json!({"id": 17, "patientIdentifier": {"identifier": cpr}, "patientState": {"name": "Aktiv"}})
+    }
+
+    #[test]
+    fn visits_per_week_follow_the_repetition() {
+        let r = |v: Value| visits_per_week(&v).map(|d| d.normalize().to_string());
+        assert_eq!(
+            r(json!({"pattern": "DAY", "count": 1})).as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            r(json!({"pattern": "DAY", "count": 2, "next": {"next": {"visits": 3}}})).as_deref(),
+            Some("10.5")
+        );
+        assert_eq!(
+            r(json!({"pattern": "WEEK", "count": 2, "next": {"weekdays": 5, "weekenddays": 1}}))
+                .as_deref(),
+            Some("3")
+        );
+        assert_eq!(r(json!({"pattern": "MONTH", "count": 1})), None);
+        assert_eq!(r(json!({"pattern": "DAY", "count": 0})), None);
+    }
+
+    #[test]
+    fn a_bad_cpr_number_is_refused_naming_the_patient_never_the_value() {
+        let err = read(&PatientDocs {
+            patient: patient("321399-1234"),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("patient 17"), "{err}");
+        assert!(!err.contains("321399"), "{err}");
+    }
+
+    #[test]
+    fn workflow_states_names_and_dates_become_status_codes_and_problems() {
+        let start = json!({"type": "billingStartDate", "date": "2027-01-04"});
+        let para = json!({"type": "paragraph", "section": "§  83"});
+        let docs = PatientDocs {
+            patient: patient("010137-1234"),
+            grants: vec![
+                grant("personlig hygiejne", "Ophørt", json!([para, start])),
+                json!({"id": 43, "name": "Havearbejde", "workflowState": {"name": "Annulleret"},
+                       "currentElements": [start]}),
+                json!({"id": 44, "name": "Personlig hygiejne", "currentElements": [para]}),
+            ],
+            ..Default::default()
+        };
+        let r = read(&docs).unwrap();
+        let grants: Vec<_> = r
+            .records
+            .iter()
+            .filter_map(|(rec, w)| match rec {
+                Record::Grant(g) => Some((g.source_id.to_string(), g.code.clone(), g.status, *w)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            grants,
+            vec![
+                ("42".into(), "H1.1".into(), GrantStatus::Completed, false),
+                (
+                    "43".into(),
+                    "nexus::Havearbejde".into(),
+                    GrantStatus::Active,
+                    true
+                ),
+            ]
+        );
+        assert_eq!(r.unknown.len(), 1);
+        assert_eq!(r.unknown[0].resource, "grant/43");
+        assert_eq!(
+            r.problems,
+            vec!["patient 17, grant 44 has no billingStartDate; it is not stored".to_owned()]
+        );
+    }
+}
