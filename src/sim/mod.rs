@@ -4,6 +4,7 @@
 pub mod care;
 pub mod decisions;
 pub mod finance;
+pub mod nexus;
 
 use std::time::Duration;
 use tokio::sync::oneshot;

@@ -34,6 +34,7 @@ mod privacy;
 mod pull_cli;
 mod pull_faults;
 mod sim_care;
+mod sim_nexus;
 mod store;
 mod validate;
 mod worked_examples;
