@@ -1,14 +1,16 @@
-//! Tariff calibration and what-if: a generated municipality whose true cost per cell is known
-//! recovered from a real SQLite store; thin-cell merging, the premium and the overhead with
-//! exact expected tables; `whatif` with the table in force (no difference) and a draft 10 %
-//! higher in one cell (exactly that cell's course-days times the difference); neither changes
-//! the ledger.
+//! Tariff calibration and what-if: a municipality whose true cost per cell is known recovered
+//! from a real SQLite store, both from this file's own history generator and from the FHIR care
+//! simulator with a delivered-minutes profile (`sim::care::deliver_profile`); thin-cell
+//! merging, the premium and the overhead with exact expected tables; `whatif` with the table in
+//! force (no difference) and a draft 10 % higher in one cell (exactly that cell's course-days
+//! times the difference); neither changes the ledger.
 
 use crate::common::*;
 use progression_gateway::domain::{CourseKind, DeliveryMode, Track};
 use progression_gateway::mapping::{Mappings, TariffTable};
 use progression_gateway::model::calibrate::{self, CourseCost, Params};
 use progression_gateway::model::{CitizenHistory, Record, Versioned};
+use progression_gateway::sim::care::DeliveredProfile;
 use progression_gateway::store::Store;
 use rust_decimal::Decimal;
 
@@ -380,6 +382,247 @@ async fn a_generated_municipality_s_cost_per_cell_is_recovered_within_one_percen
     }
     // Scaled to the frame exactly, before the tariffs are rounded.
     assert!((c.scaled_total - dec("2000000.00")).abs() < dec("0.000001"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The FHIR simulator with a delivered-minutes profile, imported like any delivery, calibrated.
+// ---------------------------------------------------------------------------------------------
+
+/// Minutes per course-day of each cell the simulator delivers (every group of both tracks;
+/// individual courses too, whatever their group).
+fn sim_profile() -> DeliveredProfile {
+    let mut p = DeliveredProfile::default();
+    for group in 1..=4u8 {
+        let g = u32::from(group);
+        p = p
+            .with(Track::Care, CourseKind::Development, group, 30 + 15 * g)
+            .with(Track::Care, CourseKind::Stabilisation, group, 10 + 15 * g)
+            .with(Track::Care, CourseKind::Individual, group, 150)
+            .with(Track::Nursing, CourseKind::Development, group, 10 + 5 * g)
+            .with(Track::Nursing, CourseKind::Stabilisation, group, 5 + 5 * g)
+            .with(Track::Nursing, CourseKind::Individual, group, 60);
+    }
+    p
+}
+
+/// The Bundle with every Encounter's `period.end` taken from `like` (to compare the rest).
+fn ends_from(bundle: &serde_json::Value, like: &serde_json::Value) -> serde_json::Value {
+    let mut out = bundle.clone();
+    let ends: std::collections::HashMap<String, serde_json::Value> = like["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Encounter")
+        .map(|e| {
+            (
+                e["resource"]["id"].as_str().unwrap().to_owned(),
+                e["resource"]["period"]["end"].clone(),
+            )
+        })
+        .collect();
+    for e in out["entry"].as_array_mut().unwrap() {
+        if e["resource"]["resourceType"] == "Encounter" {
+            let id = e["resource"]["id"].as_str().unwrap().to_owned();
+            e["resource"]["period"]["end"] = ends[&id].clone();
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_simulator_s_delivered_minutes_profile_is_recovered_per_cell_and_scaled_to_the_frame() {
+    use progression_gateway::sim::care::{SimConfig, deliver_profile, generate};
+    use progression_gateway::sources::Format;
+    use progression_gateway::sources::ingest::Ingestor;
+    let loaded = progression_gateway::config::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml"),
+    )
+    .unwrap();
+    let tz = loaded.settings.time_zone;
+    let m = &loaded.mappings;
+    let (from, days) = (d("2027-01-01"), 150u32);
+    let to = from + chrono::Days::new(u64::from(days) - 1);
+    let generated = generate(&SimConfig {
+        seed: 13,
+        citizens: 300,
+        start: from,
+        days,
+        sor_codes: m
+            .teams
+            .iter()
+            .flat_map(|t| t.sor_codes.iter().cloned())
+            .collect(),
+        time_zone: tz,
+    });
+    let profile = sim_profile();
+    let profiled = deliver_profile(&generated, m, tz, &profile, from, to).unwrap();
+    assert_eq!(
+        profiled.shared_visits, 0,
+        "the simulator's visit slots are per track"
+    );
+    assert_eq!(profiled.unprofiled_courses, 0);
+    assert!(
+        profiled.visits_profiled > 10_000,
+        "{}",
+        profiled.visits_profiled
+    );
+
+    // Only Encounter.period.end changed: same Bundles, ids, order and lastUpdated; a Bundle
+    // without a visit keeps its bytes.
+    let sim = &profiled.municipality;
+    assert_eq!(sim.citizens, generated.citizens);
+    assert_eq!(sim.bundles.len(), generated.bundles.len());
+    let mut rewritten = 0;
+    for (new, old) in sim.bundles.iter().zip(&generated.bundles) {
+        assert_eq!(
+            (&new.id, new.citizen, new.last_updated),
+            (&old.id, old.citizen, old.last_updated)
+        );
+        if new.json != old.json {
+            rewritten += 1;
+            let (new, old) = (new.resource(), old.resource());
+            assert_eq!(ends_from(&new, &old), old);
+        }
+    }
+    assert!(rewritten > sim.bundles.len() / 2, "{rewritten}");
+
+    // Imported through the reader into a real SQLite store, as `import` does.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("gw.db").display()))
+        .await
+        .unwrap();
+    let ingestor = Ingestor::new(
+        store.clone(),
+        loaded.settings.pseudonym_key.clone(),
+        tz,
+        std::sync::Arc::new(m.clone()),
+        "import",
+    );
+    let mut batch = ingestor.batch();
+    for b in &sim.bundles {
+        let out = ingestor.read(&b.json, Format::Json, &b.id, &mut batch);
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        batch.push(out, None).await.unwrap();
+    }
+    let summary = batch.finish().await.unwrap();
+    assert!(summary.rejected.is_empty(), "{:?}", summary.rejected);
+    assert_eq!(
+        summary.visits,
+        profiled.visits_profiled + profiled.visits_left
+    );
+
+    let costs =
+        progression_gateway::pipeline::calibrate::collect(&store, m, tz, Track::Care, from, to)
+            .await
+            .unwrap();
+    let truth: Vec<_> = profiled
+        .cells
+        .iter()
+        .filter(|c| c.cell.track == Track::Care)
+        .collect();
+    assert_eq!(
+        costs.len() as u64,
+        truth.iter().map(|c| c.courses).sum::<u64>(),
+        "the profile and calibrate decide the same courses"
+    );
+    let template = calibrate::template_of(m, Track::Care, to).unwrap().clone();
+    let rate = template.individual.as_ref().unwrap().hourly_rate;
+    assert_eq!(rate, dec("450.00"));
+    let frame = dec("6000000.00");
+    let p = Params {
+        track: Track::Care,
+        from,
+        to,
+        frame,
+        premium_pct: dec("10"),
+        overhead_pct: dec("6"),
+        min_courses: 1,
+        year: 2028,
+        hourly_rate: None,
+    };
+    let c = calibrate::calibrate(&costs, &template, &p).unwrap();
+    assert!(
+        c.merged.iter().all(|x| x.contains("(0 courses)")),
+        "only empty cells merge: {:?}",
+        c.merged
+    );
+
+    // Before scaling: every cell's cost per course-day is the profile's (within 1 %; exactly
+    // where every course of the cell has a visit in the period).
+    let mut checked = 0;
+    for t in truth
+        .iter()
+        .filter(|t| t.cell.kind != CourseKind::Individual)
+    {
+        let cell = c
+            .cells
+            .iter()
+            .find(|x| x.kind == t.cell.kind && x.group == t.cell.group)
+            .unwrap();
+        assert_eq!((cell.courses, cell.days), (t.courses, t.course_days));
+        let expected = t.cost_per_day.unwrap();
+        assert_eq!(
+            expected,
+            Decimal::from(t.minutes_per_day) * dec("7.50"),
+            "the profile's minutes at 450.00 kr. an hour"
+        );
+        let off = (cell.unit_cost - expected) / expected;
+        println!(
+            "{:<13} group {}: {:>3} courses, {:>5} course-days, {} without a visit: true {} kr., calibrated {} kr. ({:+.4} %)",
+            t.cell.kind.as_str(),
+            t.cell.group,
+            t.courses,
+            t.course_days,
+            t.courses_without_visit,
+            expected,
+            cell.unit_cost.round_dp(4),
+            (off * dec("100")).round_dp(4)
+        );
+        assert!(off.abs() < dec("0.01"), "{:?}: {}", t.cell, cell.unit_cost);
+        if t.exact() {
+            assert_eq!(cell.unit_cost, expected, "{:?}", t.cell);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 6, "cells with courses: {checked}");
+    // Individual courses keep their hourly rate: their cost is the profile's minutes too.
+    let individual: u64 = truth
+        .iter()
+        .filter(|t| t.cell.kind == CourseKind::Individual)
+        .map(|t| u64::from(t.minutes_per_day) * t.course_days)
+        .sum();
+    if truth
+        .iter()
+        .filter(|t| t.cell.kind == CourseKind::Individual)
+        .all(|t| t.exact())
+    {
+        assert_eq!(c.individual_cost, Decimal::from(individual) * dec("7.50"));
+    }
+
+    // Scaled: the expected total is the frame to the øre before the tariffs are rounded.
+    assert!(
+        (c.scaled_total - frame).abs() < dec("0.005"),
+        "{}",
+        c.scaled_total
+    );
+    // The rounding residue is what the rounded tariffs add over the exact ones, day by day: at
+    // most half an øre per course-day.
+    let course_days: u64 = c.cells.iter().map(|x| x.days).sum();
+    assert_eq!(c.rounding_residue, c.rounded_total - c.marked_up_total);
+    assert!(
+        c.rounding_residue.abs() <= dec("0.005") * Decimal::from(course_days),
+        "{}",
+        c.rounding_residue
+    );
+    println!(
+        "factor {}, scaled total {}, with premium and overhead {}, rounded {}, rounding residue {} over {} course-days",
+        c.factor.round_dp(6),
+        c.scaled_total,
+        c.marked_up_total.round_dp(4),
+        c.rounded_total,
+        c.rounding_residue.round_dp(4),
+        course_days
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,6 +8,9 @@
 //! - [`serve`]: a FHIR server on loopback with OAuth2 client credentials, `_lastUpdated`
 //!   search with stable paging, and switchable [`Faults`].
 //! - [`write_files`]: the Bundles as files in a folder.
+//! - [`deliver_profile`]: the visit lengths rewritten so that every course delivers a configured
+//!   number of minutes per course-day of its (track, kind, need group): a municipality whose true
+//!   cost per tariff cell is known, for calibration.
 //!
 //! What a citizen's course looks like (chosen per citizen from the seed):
 //! §83a rehabilitation that succeeds (levels fall to the goal, the grant ends) or fails (goal
@@ -33,11 +36,13 @@
 mod codes;
 mod fhir;
 mod generate;
+mod profile;
 mod server;
 
 pub use codes::{BASED_ON_INTERVENTION, CPR_SYSTEM, FSIII, SOR_SYSTEM};
 pub use fhir::{FHIR_NS, json_to_fhir_xml, to_fhir_json};
 pub use generate::FULL_URL_BASE;
+pub use profile::{CellTruth, DeliveredProfile, ProfileCell, Profiled, deliver_profile};
 pub use server::{Fault, Faults, ServerConfig, SimServer, serve};
 
 use crate::sources::Format;
