@@ -29,6 +29,7 @@ mod klgateway_reader;
 mod lease;
 mod ledger;
 mod model_properties;
+mod nexus;
 mod post;
 mod privacy;
 mod pull_cli;

@@ -76,7 +76,33 @@ fn str_at<'v>(v: &'v Value, pointer: &str) -> Option<&'v str> {
 }
 
 fn source_id(text: &str, what: &str) -> Result<SourceId, String> {
+    if crate::domain::holds_cpr(text) {
+        return Err(format!(
+            "{what} has an id that may hold a CPR number; it is not stored"
+        ));
+    }
     SourceId::parse(text).map_err(|_| format!("{what} has an id the gateway cannot keep"))
+}
+
+/// An id at `pointer`, refused (without naming it) when it may hold a CPR number.
+fn safe_id(v: &Value, pointer: &str, kind: &str, patient: &str) -> Result<String, String> {
+    let id = id_at(v, pointer).ok_or_else(|| format!("{patient}: a {kind} without an id"))?;
+    if crate::domain::holds_cpr(&id) {
+        return Err(format!(
+            "{patient}: a {kind} has an id that may hold a CPR number; it is not stored"
+        ));
+    }
+    Ok(id)
+}
+
+/// Refuses a code or name that may hold a CPR number (it would be stored and reported).
+fn no_cpr(text: &str, field: &str, what: &str) -> Result<(), String> {
+    if crate::domain::holds_cpr(text) {
+        return Err(format!(
+            "{what}: its {field} may hold a CPR number; it is not stored"
+        ));
+    }
+    Ok(())
 }
 
 /// Reads one patient. `Err` when the patient itself cannot be read (no id, no CPR number).
@@ -217,14 +243,17 @@ fn read_grant(
     ctx: &ReadContext<'_>,
     out: &mut PatientRecords,
 ) -> Result<GrantRead, String> {
-    let id = id_at(g, "/id").ok_or_else(|| format!("{patient}: a grant without an id"))?;
+    let id = safe_id(g, "/id", "grant", patient)?;
     let what = format!("{patient}, grant {id}");
+    let sid = source_id(&id, &what)?;
     let el = elements(g);
     let grant_name = str_at(g, "/name").unwrap_or("");
     let section = el
         .get("paragraph")
         .and_then(|p| str_at(p, "/section"))
         .unwrap_or("");
+    no_cpr(grant_name, "name", &what)?;
+    no_cpr(section, "paragraph section", &what)?;
     let code = match ctx.grant_codes.code(section, grant_name) {
         Some(code) => {
             if ctx.mappings.interventions.get(code).is_none() {
@@ -302,7 +331,7 @@ fn read_grant(
         None => None,
     };
     let grant = Grant::new(
-        source_id(&id, &what)?,
+        sid,
         citizen.clone(),
         code,
         start,
@@ -322,13 +351,19 @@ fn read_condition(
     out: &mut PatientRecords,
 ) -> Result<(), String> {
     let paths = &ctx.cfg.conditions;
-    let id = id_at(c, &paths.id).ok_or_else(|| format!("{patient}: a condition without an id"))?;
+    let id = safe_id(c, &paths.id, "condition", patient)?;
     let what = format!("{patient}, condition {id}");
     let Some(level_code) = str_at(c, &paths.level) else {
         // A condition without a level (nursing) carries nothing the model reads.
         return Ok(());
     };
     let code = str_at(c, &paths.code).ok_or_else(|| format!("{what} has no code"))?;
+    let condition_id = source_id(&id, &what)?;
+    no_cpr(code, "code", &what)?;
+    no_cpr(level_code, "level", &what)?;
+    if let Some(expected) = str_at(c, &paths.expected_level) {
+        no_cpr(expected, "expected level", &what)?;
+    }
     let open = str_at(c, &paths.state).is_some_and(|s| paths.active_states.iter().any(|a| a == s));
     let in_focus = c
         .pointer(&paths.in_focus)
@@ -343,7 +378,6 @@ fn read_condition(
             resource: format!("condition/{id}"),
         });
     }
-    let condition_id = source_id(&id, &what)?;
     out.counts.assessments += 1;
     out.records.push((
         Record::Assessment(Assessment {
@@ -398,7 +432,7 @@ fn read_event(
     ctx: &ReadContext<'_>,
 ) -> Result<Option<Visit>, String> {
     let paths = &ctx.cfg.calendar;
-    let id = id_at(e, &paths.id).ok_or_else(|| format!("{patient}: an event without an id"))?;
+    let id = safe_id(e, &paths.id, "event", patient)?;
     let what = format!("{patient}, event {id}");
     let delivered =
         str_at(e, &paths.status).is_some_and(|s| paths.delivered_statuses.iter().any(|d| d == s));
@@ -573,5 +607,32 @@ mod tests {
             r.problems,
             vec!["patient 17, grant 44 has no billingStartDate; it is not stored".to_owned()]
         );
+    }
+
+    #[test]
+    fn a_name_code_or_id_that_may_hold_a_cpr_number_refuses_the_resource_unechoed() {
+        let start = json!({"type": "billingStartDate", "date": "2027-01-04"});
+        let docs = PatientDocs {
+            patient: patient("010137-1234"),
+            grants: vec![grant("Hjælp til 020245-4321", "Bevilget", json!([start]))],
+            conditions: vec![
+                json!({"id": 7, "code": "J1.1 0302451234", "state": {"name": "Aktiv"}, "level": "B3"}),
+                json!({"id": "0402451234", "code": "J1.1", "state": {"name": "Aktiv"}, "level": "B3"}),
+            ],
+            ..Default::default()
+        };
+        let r = read(&docs).unwrap();
+        assert!(
+            r.records
+                .iter()
+                .all(|(rec, _)| matches!(rec, Record::Citizen(_)))
+        );
+        assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
+        for p in &r.problems {
+            assert!(p.contains("may hold a CPR number"), "{p}");
+            for cpr in ["020245", "0302451234", "0402451234"] {
+                assert!(!p.contains(cpr), "{p}");
+            }
+        }
     }
 }
