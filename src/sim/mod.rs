@@ -7,6 +7,31 @@ pub mod finance;
 pub mod nexus;
 
 use std::time::Duration;
+
+/// The client id and secret of an HTTP Basic `Authorization` header, each form-decoded as
+/// RFC 6749 section 2.3.1 says (OAuth2 client credentials sent the Basic way).
+pub(crate) fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<(String, String)> {
+    use base64::Engine;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let pair = String::from_utf8(raw).ok()?;
+    let (id, secret) = pair.split_once(':')?;
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some((decode(id), decode(secret)))
+}
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -55,5 +80,20 @@ impl Drop for Served {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn basic_credentials_are_decoded() {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("authorization", "Basic dXNlcjpwJTNBYXNz".parse().unwrap());
+        assert_eq!(
+            super::basic_credentials(&h),
+            Some(("user".into(), "p:ass".into()))
+        );
+        h.insert("authorization", "Bearer x".parse().unwrap());
+        assert_eq!(super::basic_credentials(&h), None);
     }
 }

@@ -33,6 +33,8 @@ const CPR: &str = "010137-1234";
 struct Hand {
     base: Arc<Mutex<String>>,
     events: Arc<Mutex<Vec<Value>>>,
+    /// The `grant_type` of every token request.
+    grant_types: Arc<Mutex<Vec<String>>>,
 }
 
 fn event(id: u32, day: u32, minutes: u32, professional: Option<u32>, status: &str) -> Value {
@@ -76,12 +78,30 @@ async fn hand_nexus() -> (String, String, Hand) {
     let hand = Hand {
         base: Arc::new(Mutex::new(String::new())),
         events: Arc::new(Mutex::new(calendar())),
+        grant_types: Arc::new(Mutex::new(Vec::new())),
     };
-    async fn token() -> Json<Value> {
+    // Access tokens live 1 s, refresh tokens 30 min.
+    async fn token(State(h): State<Hand>, body: String) -> Response {
+        let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        let grant = form.get("grant_type").cloned().unwrap_or_default();
+        h.grant_types.lock().unwrap().push(grant.clone());
+        if form.get("client_secret").map(String::as_str) != Some("sim-secret")
+            || (grant == "refresh_token"
+                && form.get("refresh_token").map(String::as_str) != Some("hand-refresh"))
+        {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "invalid_grant"})),
+            )
+                .into_response();
+        }
         Json(
-            json!({"access_token": "hand-token", "token_type": "Bearer", "expires_in": 300,
+            json!({"access_token": "hand-token", "token_type": "Bearer", "expires_in": 1,
                     "refresh_token": "hand-refresh", "refresh_expires_in": 1800}),
         )
+        .into_response()
     }
     async fn doc(
         State(h): State<Hand>,
@@ -284,12 +304,19 @@ async fn a_hand_written_nexus_gives_its_records_and_the_continuity_of_its_calend
         Some(dec("1.5"))
     );
 
-    // A second pull with nothing changed stores nothing; then a visit cancelled is withdrawn
-    // and only that is stored.
+    // A second pull with nothing changed stores nothing (its access token, expired, is renewed
+    // with the refresh token); then a visit cancelled is withdrawn and only that is stored.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let again = nexus::pull(&ingestor, &s, &client, at("2027-02-02T01:00:00Z"))
         .await
         .unwrap();
     assert_eq!(again.stored, 0, "{again:?}");
+    let grants = hand.grant_types.lock().unwrap().clone();
+    assert_eq!(grants[0], "client_credentials");
+    assert!(
+        grants.len() >= 2 && grants[1..].iter().all(|g| g == "refresh_token"),
+        "{grants:?}"
+    );
     hand.events.lock().unwrap()[6]["status"] = json!({"name": "Aflyst"});
     let third = nexus::pull(&ingestor, &s, &client, at("2027-02-03T01:00:00Z"))
         .await

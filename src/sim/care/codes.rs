@@ -262,3 +262,28 @@ pub const GOAL_LESSENS: Code = c(
     "",
     "Tilstand mindskes",
 );
+
+/// Every intervention code the simulator grants, once, with the rhythm it is visited in when
+/// nothing else says (`H1.1` is visited twice a day for "Vaske sig", once for "Af- og
+/// påklædning": the first area naming a code gives its default). What another simulator of the
+/// same municipality (the simulated Nexus) names and repeats grants by.
+pub(crate) fn interventions() -> Vec<(Code, Pattern)> {
+    let mut out: Vec<(Code, Pattern)> = Vec::new();
+    // Rehabilitation is trained on weekdays whatever the area (`generate`).
+    let areas = CARE_AREAS
+        .iter()
+        .flat_map(|a| [(a.care, a.pattern), (a.rehab, Pattern::Weekdays)]);
+    let others = [
+        (MEALS, Pattern::Never),
+        (WOUND_CARE, Pattern::EveryFew),
+        (COMPRESSION, Pattern::EveryFew),
+        (MEDICINE_DISPENSING, Pattern::Weekly),
+        (MEDICINE_ADMINISTRATION, Pattern::Daily),
+    ];
+    for (code, pattern) in areas.chain(others) {
+        if !out.iter().any(|(c, _)| c.uuid == code.uuid) {
+            out.push((code, pattern));
+        }
+    }
+    out
+}

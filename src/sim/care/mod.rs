@@ -33,7 +33,7 @@
 //! and the seed of the citizen's own RNG, so citizens are generated independently (on several
 //! threads; the result does not depend on how many).
 
-mod codes;
+pub(crate) mod codes;
 mod fhir;
 mod generate;
 mod profile;
