@@ -280,7 +280,7 @@ pub enum Command {
         #[arg(long, value_parser = parse_date)]
         to: NaiveDate,
         /// The budget frame for the period, kroner (`12000000.00`).
-        #[arg(long, value_name = "AMOUNT")]
+        #[arg(long, value_name = "AMOUNT", allow_hyphen_values = true)]
         frame: String,
         /// Development premium, percent.
         #[arg(long, value_name = "PCT", default_value = "0")]
@@ -1698,7 +1698,9 @@ async fn whatif(
             for d in &diags {
                 eprintln!("{d}");
             }
-            eprintln!("the draft {} is not a valid tariff file", tariffs.display());
+            if tariffs.is_file() {
+                eprintln!("the draft {} is not a valid tariff file", tariffs.display());
+            }
             return Ok(EXIT_CONFIG);
         }
     };

@@ -82,9 +82,15 @@ pub fn number(d: Decimal, decimals: u32) -> String {
     }
 }
 
-/// A share 0-1 as a percentage: `12,5 %`.
+/// A share 0-1 as a percentage with one decimal always, so that a column of them lines up:
+/// `12,5 %`, `50,0 %`.
 pub fn percent(share: Decimal) -> String {
-    format!("{} %", number(share * Decimal::from(100), 1))
+    let text = number(share * Decimal::from(100), 1);
+    if text.contains(',') {
+        format!("{text} %")
+    } else {
+        format!("{text},0 %")
+    }
 }
 
 /// A figure's value as people read it, by its unit; `None` is "ingen data".
@@ -167,6 +173,8 @@ mod tests {
         assert_eq!(number(dec("1.50"), 2), "1,5");
         assert_eq!(number(dec("-0.001"), 2), "0");
         assert_eq!(percent(dec("0.125")), "12,5 %");
-        assert_eq!(percent(dec("1")), "100 %");
+        assert_eq!(percent(dec("1")), "100,0 %");
+        assert_eq!(percent(dec("0.5")), "50,0 %");
+        assert_eq!(percent(dec("0.52449")), "52,4 %");
     }
 }

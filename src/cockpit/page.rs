@@ -1392,7 +1392,13 @@ pub(super) async fn whatif(
     let tables = match crate::mapping::load::load_tariffs_file(&dir.join(&name)) {
         Ok(t) => t,
         Err(diags) => {
-            page.problems = diags.iter().map(ToString::to_string).collect();
+            // The loader's messages name file, line and key (in English, as `validate` writes
+            // them); the page says in Danish what they are.
+            page.problems = std::iter::once(format!(
+                "Kladden {name} kan ikke bruges som tarifftabel. Rettes i filen:"
+            ))
+            .chain(diags.iter().map(ToString::to_string))
+            .collect();
             return render(StatusCode::OK, &page);
         }
     };
@@ -1438,7 +1444,9 @@ pub(super) async fn whatif(
                 ))
             },
             track: fmt::track(Some(m.track)),
-            month: m.month.clone(),
+            // `YYYY-MM` as people read it (`februar 2027`).
+            month: NaiveDate::parse_from_str(&format!("{}-01", m.month), "%Y-%m-%d")
+                .map_or_else(|_| m.month.clone(), |d| fmt::month(YearMonth::of(d))),
             days: fmt::number(Decimal::from(m.course_days), 0),
             in_force: fmt::kroner(m.in_force),
             draft: fmt::kroner(m.draft),

@@ -774,13 +774,22 @@ pub struct MonthPart {
     /// Their income, exact.
     #[serde(with = "rust_decimal::serde::str")]
     pub income: Decimal,
-    /// The minutes that income pays for at the table's hourly rate (0 without one).
-    #[serde(with = "rust_decimal::serde::str")]
+    /// The minutes that income pays for at the table's hourly rate (0 without one); exact,
+    /// shown to two decimals.
+    #[serde(serialize_with = "two_decimals")]
     pub paid_minutes: Decimal,
     /// For days without a team: the custodian SOR code no team in `teams.toml` has (`None`:
     /// no roster line and no custodian at all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unmapped_sor: Option<String>,
+}
+
+/// An exact quantity as text to two decimals, half away from zero (minutes people read).
+fn two_decimals<S: serde::Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(
+        &d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+            .to_string(),
+    )
 }
 
 /// What one course contributes to the figures of a period: the rows behind a figure (the

@@ -73,7 +73,8 @@ fn every_bad_row_is_named_by_file_line_and_column() {
          1001;2027-13;100,00\n\
          1001;2027-01;12,345\n\
          1001;2027-01;1.000.000.000.000,00\n\
-         1001;2027-01;\n",
+         1001;2027-01;\n\
+         1001;2027-01\n",
     )
     .unwrap();
     let errors: Vec<String> = read(&path, &s)
@@ -90,6 +91,7 @@ fn every_bad_row_is_named_by_file_line_and_column() {
             format!("{file}:5: column `amount` (`12,345`) has more than two decimals"),
             format!("{file}:6: column `amount` (`1.000.000.000.000,00`) is too large"),
             format!("{file}:7: column `amount` (``) is not an amount"),
+            format!("{file}:8: the row has 2 fields, the header 3: too few"),
         ]
     );
     // A header without the configured columns says which are missing and the delimiter.

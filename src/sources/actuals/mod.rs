@@ -301,6 +301,18 @@ pub fn read(path: &Path, settings: &ActualsSettings) -> Result<ActualsFile, Vec<
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
+        let needed = ci.max(mi).max(ai) + 1;
+        if record.len() < needed {
+            errors.push(err(
+                line,
+                format!(
+                    "the row has {} fields, the header {}: too few",
+                    record.len(),
+                    header.len()
+                ),
+            ));
+            continue;
+        }
         let field = |i: usize| record.get(i).unwrap_or("").trim();
         let shown = |i: usize| crate::domain::shown(field(i));
         let cost_centre = field(ci);
