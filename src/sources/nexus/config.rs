@@ -34,6 +34,10 @@ pub struct NexusConfig {
     /// Most requests per second to Nexus (a shared system: be gentle). Default 10.
     #[serde(default = "default_rate")]
     pub requests_per_second: u32,
+    /// Patients fetched at once (each one request at a time), within the rate limit. Default 4,
+    /// at most 32.
+    #[serde(default = "default_concurrent")]
+    pub concurrent_patients: usize,
     /// Time limit of one request in seconds. Default 30.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -239,6 +243,9 @@ fn default_page_size() -> u32 {
 fn default_rate() -> u32 {
     10
 }
+fn default_concurrent() -> usize {
+    4
+}
 fn default_timeout() -> u64 {
     30
 }
@@ -347,6 +354,12 @@ impl NexusConfig {
             out.push(format!(
                 "page_size must be 1-{MAX_PAGE_SIZE} (Nexus refuses larger pages), it is {}",
                 self.page_size
+            ));
+        }
+        if !(1..=32).contains(&self.concurrent_patients) {
+            out.push(format!(
+                "concurrent_patients must be 1-32, it is {}",
+                self.concurrent_patients
             ));
         }
         if self.requests_per_second == 0 {

@@ -421,8 +421,23 @@ pub async fn pull(
         today,
     };
     let mut citizens = HashSet::new();
-    for (id, href) in &patients {
-        let docs = fetch_patient(client, cfg, id, href, window.0, window.1).await?;
+    // Patients are fetched `concurrent_patients` at a time (within the rate limit), and read
+    // and stored one after the other in list order.
+    // (Owned items: a stream borrowing them would not be `Send` for every lifetime.)
+    use futures_util::StreamExt;
+    let shared = Arc::new(cfg.clone());
+    let mut fetched = futures_util::stream::iter(patients.clone())
+        .map(|(id, href)| {
+            let (client, cfg) = (client.clone(), shared.clone());
+            async move {
+                let docs = fetch_patient(&client, &cfg, &id, &href, window.0, window.1).await;
+                (id, docs)
+            }
+        })
+        .boxed()
+        .buffered(cfg.concurrent_patients.max(1));
+    while let Some((id, docs)) = fetched.next().await {
+        let docs = docs?;
         let origin = format!("{} patient {id}", ingestor.source());
         let read = match read::read_patient(&docs, &ctx) {
             Ok(r) => r,
