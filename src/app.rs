@@ -114,7 +114,7 @@ pub enum Command {
         #[arg(long, default_value_t = crate::sources::files::DEFAULT_MAX_FILE_BYTES)]
         max_file_bytes: u64,
     },
-    /// Read every configured `files` and `fhir_pull` source once (and the roster), storing
+    /// Read every configured `files`, `fhir_pull` and `nexus` source once (and the roster), storing
     /// what is new; prints a JSON summary per source. Exit code 2 when anything was rejected.
     Pull {
         /// Only this source.

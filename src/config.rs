@@ -274,6 +274,19 @@ pub fn load_with_env_for(
             None
         }
     };
+    if let (Some(settings), Some(mappings)) = (&settings, &mappings) {
+        for source in &settings.sources {
+            if let SourceKind::Nexus(nexus) = &source.kind {
+                let known = |code: &str| mappings.interventions.get(code).is_some();
+                diags.extend(nexus.grant_codes.unknown_codes(known).into_iter().map(|p| {
+                    Diagnostic::file(
+                        path.display().to_string(),
+                        format!("source `{}`: {p}", source.name),
+                    )
+                }));
+            }
+        }
+    }
     if let (Some(settings), Some(mappings)) = (&settings, &mappings)
         && let Some(cockpit) = &settings.cockpit
     {

@@ -1,7 +1,7 @@
 //! One run of a job: its steps in order, each journaled in the store with start, end,
 //! outcome, counts and errors.
 //!
-//! The steps of the nightly run are [`NIGHTLY`]: `pull` (every `files` and `fhir_pull`
+//! The steps of the nightly run are [`NIGHTLY`]: `pull` (every `files`, `fhir_pull` and `nexus`
 //! source, and the roster), `compute` (courses from every stored version, stored), `post`
 //! (the deltas as vouchers through the outbox to the finance system), `replies` (the finance
 //! system's reply files) and `decisions` (ChargeItems to the care system). `prune` applies the
@@ -34,7 +34,7 @@ use tokio::sync::watch;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
-    /// Read every `files` and `fhir_pull` source once, and the roster.
+    /// Read every `files`, `fhir_pull` and `nexus` source once, and the roster.
     Pull,
     /// Compute every course from the stored history and store them.
     Compute,

@@ -103,6 +103,11 @@ impl Tally {
         s.withdrawn += c.withdrawn;
     }
 
+    /// Counts records found equal to their stored version without storing them (Nexus).
+    pub(crate) fn add_unchanged(&mut self, n: u64) {
+        self.summary.unchanged += n;
+    }
+
     /// Counts a citizen read.
     pub(crate) fn add_citizen(&mut self, citizen: &Pseudonym) {
         if !self.citizens.contains(citizen) {

@@ -298,7 +298,7 @@ async fn pull_survives_every_fault_and_ends_with_the_good_page() {
     // Each retry logged, without tokens or the secret.
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert_eq!(
-        logs.matches("FHIR request failed, retrying.").count(),
+        logs.matches("Request failed, retrying.").count(),
         5,
         "{logs}"
     );

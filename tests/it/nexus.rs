@@ -35,6 +35,8 @@ struct Hand {
     events: Arc<Mutex<Vec<Value>>>,
     /// The `grant_type` of every token request.
     grant_types: Arc<Mutex<Vec<String>>>,
+    /// The name of the pathway view the gateway reads.
+    view: Arc<Mutex<String>>,
 }
 
 fn event(id: u32, day: u32, minutes: u32, professional: Option<u32>, status: &str) -> Value {
@@ -79,6 +81,7 @@ async fn hand_nexus() -> (String, String, Hand) {
         base: Arc::new(Mutex::new(String::new())),
         events: Arc::new(Mutex::new(calendar())),
         grant_types: Arc::new(Mutex::new(Vec::new())),
+        view: Arc::new(Mutex::new("Borgerforløb - Alt".into())),
     };
     // Access tokens live 1 s, refresh tokens 30 min.
     async fn token(State(h): State<Hand>, body: String) -> Response {
@@ -130,7 +133,7 @@ async fn hand_nexus() -> (String, String, Hand) {
                 "_links": {"self": l("patients/17"), "patientPreferences": l("patients/17/preferences")}}),
             "patients/17/preferences" => json!({
                 "CITIZEN_PATHWAY": [{"id": 1, "name": "Sygepleje"},
-                                    {"id": 2, "name": "Borgerforløb - Alt", "_links": {"pathwayReferences": l("pathway/2")}}],
+                                    {"id": 2, "name": h.view.lock().unwrap().clone(), "_links": {"pathwayReferences": l("pathway/2")}}],
                 "CITIZEN_CALENDAR": [{"id": 5, "name": "Kalender", "_links": {"events": l("calendar/5/events")}}]}),
             "pathway/2" => json!([{"type": "patientPathway", "name": "Forløb", "children": [
                 {"type": "folder", "name": "Indsatser", "children": [
@@ -311,6 +314,8 @@ async fn a_hand_written_nexus_gives_its_records_and_the_continuity_of_its_calend
         .await
         .unwrap();
     assert_eq!(again.stored, 0, "{again:?}");
+    // Citizen, grant, team, assessment and six visits, each found as stored.
+    assert_eq!(again.unchanged, 10, "{again:?}");
     let grants = hand.grant_types.lock().unwrap().clone();
     assert_eq!(grants[0], "client_credentials");
     assert!(
@@ -321,11 +326,31 @@ async fn a_hand_written_nexus_gives_its_records_and_the_continuity_of_its_calend
     let third = nexus::pull(&ingestor, &s, &client, at("2027-02-03T01:00:00Z"))
         .await
         .unwrap();
-    assert_eq!(third.stored, 1, "{third:?}");
+    assert_eq!((third.stored, third.withdrawn), (1, 1), "{third:?}");
     let versions = store.versions(&citizen).await.unwrap();
     let withdrawn: Vec<_> = versions.iter().filter(|v| v.withdrawn).collect();
     assert_eq!(withdrawn.len(), 1);
     assert!(matches!(&withdrawn[0].record, Record::Visit(v) if v.source_id.as_str() == "9007"));
+
+    // The pathway view renamed in Nexus: the patient is refused and nothing stored is
+    // withdrawn (it would otherwise read as "no grants").
+    *hand.view.lock().unwrap() = "Borgerforløb - Nyt".into();
+    let renamed = nexus::pull(&ingestor, &s, &client, at("2027-02-04T01:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(renamed.stored, 0, "{renamed:?}");
+    assert_eq!(renamed.rejected.len(), 1);
+    assert!(
+        renamed.rejected[0]
+            .reason
+            .contains("patient 17 has no CITIZEN_PATHWAY view"),
+        "{:?}",
+        renamed.rejected
+    );
+    assert_eq!(
+        store.versions(&citizen).await.unwrap().len(),
+        versions.len()
+    );
     store.close().await;
 }
 
@@ -668,6 +693,47 @@ fn a_bad_nexus_configuration_or_grant_file_is_refused_naming_key_file_and_line()
     ] {
         assert!(err.contains(want), "{want} not in:\n{err}");
     }
+
+    // A code interventions.csv does not know is named by file and line; a secret written in
+    // the configuration file is refused; a URL without a scheme is refused.
+    let mut grants = std::fs::read_to_string(repo.join("mappings/nexus_grants.csv")).unwrap();
+    grants.push_str("§ 83,Havearbejde,banana\n");
+    std::fs::write(mappings.join("nexus_grants.csv"), grants).unwrap();
+    let good = config
+        .replace("organisations = []\npage_size = 51", "organisations = [3]")
+        .replace("[source.nexus.calendar]\nstatus = \"status.name\"\n", "")
+        .replace(
+            "name = \"nexus\"\n",
+            "name = \"nexus\"\nsecret_file = \"secret\"\n",
+        );
+    std::fs::write(dir.path().join("secret"), "s").unwrap();
+    std::fs::write(&path, &good).unwrap();
+    let env = Vec::<(std::ffi::OsString, std::ffi::OsString)>::new;
+    let err = progression_gateway::config::load_with_env(&path, env())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nexus_grants.csv: line 21: code `banana` is not in interventions.csv"),
+        "{err}"
+    );
+    let with_secret = good.replace(
+        "client_id = \"pgw\"",
+        "client_id = \"pgw\"\nclient_secret = \"abc\"",
+    );
+    std::fs::write(&path, with_secret).unwrap();
+    let err = progression_gateway::config::load_with_env(&path, env())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("client_secret"), "{err}");
+    let no_scheme = good.replace("https://x.nexus.kmd.dk", "x.nexus.kmd.dk");
+    std::fs::write(&path, no_scheme).unwrap();
+    let err = progression_gateway::config::load_with_env(&path, env())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("api_root must be an http or https URL"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -127,6 +127,8 @@ struct Inner {
     /// The `Accept` header: the FHIR media type of `cfg.format`, or plain JSON for a JSON API
     /// ([`FhirPullClient::json_api`]).
     accept: &'static str,
+    /// What the server is called in logs: `FHIR`, or `Nexus` for a JSON API.
+    label: &'static str,
 }
 
 impl fmt::Debug for FhirPullClient {
@@ -252,6 +254,7 @@ impl FhirPullClient {
                 cfg,
                 tokens,
                 accept,
+                label: "FHIR",
             }),
         })
     }
@@ -259,12 +262,12 @@ impl FhirPullClient {
     /// The same client for a REST API that answers plain JSON (KMD Nexus): the same token
     /// handling, time limits, retries, size limit and origin check, asking for
     /// `application/json`.
-    pub fn json_api(mut cfg: PullConfig) -> Result<Self, PullError> {
+    pub fn json_api(mut cfg: PullConfig, label: &'static str) -> Result<Self, PullError> {
         cfg.format = Format::Json;
         let mut client = Self::new(cfg)?;
-        Arc::get_mut(&mut client.inner)
-            .expect("a new client is not shared yet")
-            .accept = "application/json";
+        let inner = Arc::get_mut(&mut client.inner).expect("a new client is not shared yet");
+        inner.accept = "application/json";
+        inner.label = label;
         Ok(client)
     }
 
@@ -337,7 +340,7 @@ impl FhirPullClient {
                             // (revoked, server restarted, clocks apart). Not a retry.
                             replayed_after_401 = true;
                             tokens.invalidate(generation).await;
-                            tracing::info!(url = %shown, "FHIR server refused the access token; fetching a new one.");
+                            tracing::info!(url = %shown, server = self.inner.label, "The server refused the access token; fetching a new one.");
                             attempt -= 1;
                             continue;
                         }
@@ -358,7 +361,7 @@ impl FhirPullClient {
                 Err(Failure::Retry { error, after }) => (error, after),
             };
             if attempt >= max_attempts {
-                tracing::warn!(url = %shown, attempt, error = %error, "FHIR request failed; giving up.");
+                tracing::warn!(url = %shown, server = self.inner.label, attempt, error = %error, "Request failed; giving up.");
                 return Err(PullError::RetriesExhausted {
                     attempts: attempt,
                     last: error,
@@ -369,7 +372,8 @@ impl FhirPullClient {
                 None => retry::backoff(initial, max, attempt),
             };
             tracing::warn!(
-                message = "FHIR request failed, retrying.",
+                message = "Request failed, retrying.",
+                server = self.inner.label,
                 url = %shown,
                 attempt,
                 delay_ms = delay.as_millis() as u64,

@@ -1,6 +1,6 @@
 //! The configuration of a KMD Nexus source (`[source.nexus]`) and its grant-code mapping file.
 
-use crate::sources::fhir_pull::{PullConfig, secret};
+use crate::sources::fhir_pull::PullConfig;
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -23,8 +23,9 @@ pub struct NexusConfig {
     pub token_url: String,
     /// The OAuth2 client id.
     pub client_id: String,
-    /// The client secret: from the source's `secret_file` or `secret_env`, never this file.
-    #[serde(default, deserialize_with = "secret::optional")]
+    /// The client secret: from the source's `secret_file` or `secret_env`, never this file
+    /// (a `client_secret` key is refused as unknown).
+    #[serde(skip)]
     pub client_secret: Option<SecretString>,
     /// The Nexus organisation ids whose patients are read. At least one.
     pub organisations: Vec<i64>,
@@ -347,6 +348,27 @@ impl NexusConfig {
     /// Everything wrong with the settings (not the secret's presence: the caller checks it).
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
+        for (key, value) in [("api_root", &self.api_root), ("token_url", &self.token_url)] {
+            match url::Url::parse(value) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+                _ => out.push(format!(
+                    "{key} must be an http or https URL like https://kommune.nexus.kmd.dk/..."
+                )),
+            }
+        }
+        if self.pathway_view.trim().is_empty() {
+            out.push("pathway_view must not be empty (it would match any view)".into());
+        }
+        let states = &self.workflow_states;
+        for both in states
+            .completed
+            .iter()
+            .filter(|c| states.withdrawn.contains(c))
+        {
+            out.push(format!(
+                "workflow state `{both}` is listed both as completed and as withdrawn"
+            ));
+        }
         if self.organisations.is_empty() {
             out.push("organisations must name at least one Nexus organisation id".into());
         }
@@ -391,7 +413,7 @@ impl NexusConfig {
         for (key, p) in pointers {
             if !p.starts_with('/') {
                 out.push(format!(
-                    "{key} must be a JSON pointer starting with `/`, like `/status/name`"
+                    "{key} must be a JSON pointer starting with `/`, like `/a/b` for {{\"a\": {{\"b\": ...}}}}"
                 ));
             }
         }
@@ -423,6 +445,9 @@ pub const GRANTS_HEADER: [&str; 3] = ["section", "name", "code"];
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GrantCodes {
     by_grant: HashMap<(String, String), String>,
+    /// The file and each row's line and code (for checking the codes against the mappings).
+    file: String,
+    lines: Vec<(u64, String)>,
 }
 
 impl GrantCodes {
@@ -433,7 +458,24 @@ impl GrantCodes {
                 .into_iter()
                 .map(|(s, n, c)| ((normalise(&s), normalise(&n)), c))
                 .collect(),
+            file: String::new(),
+            lines: Vec::new(),
         }
+    }
+
+    /// Each row's code that `known` does not know, as a message naming file and line.
+    pub fn unknown_codes(&self, known: impl Fn(&str) -> bool) -> Vec<String> {
+        self.lines
+            .iter()
+            .filter(|(_, code)| !known(code))
+            .map(|(line, code)| {
+                format!(
+                    "{}: line {line}: code {} is not in interventions.csv (UUID or legacy form)",
+                    self.file,
+                    crate::domain::shown(code)
+                )
+            })
+            .collect()
     }
 
     /// The intervention code of a grant, by its paragraph section and name (compared without
@@ -457,12 +499,20 @@ impl GrantCodes {
     /// Reads the file: every problem with its line.
     pub fn load(path: &Path) -> Result<Self, Vec<String>> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{name}: {e}")])?;
-        if text.len() > 16 * 1024 * 1024 {
+        let bytes = std::fs::read(path).map_err(|e| vec![format!("{name}: {e}")])?;
+        if bytes.len() > 16 * 1024 * 1024 {
             return Err(vec![format!("{name}: larger than 16 MiB")]);
         }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+            vec![format!(
+                "{name}: line {line}: not UTF-8 (saved as Windows-1252 by a spreadsheet? save it as CSV UTF-8)"
+            )]
+        })?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
+            .flexible(true)
             .trim(csv::Trim::All)
             .from_reader(text.as_bytes());
         let mut problems = Vec::new();
@@ -475,8 +525,13 @@ impl GrantCodes {
             Err(e) => problems.push(format!("{name}: line 1: {e}")),
         }
         let mut rows = Vec::new();
+        let mut lines = Vec::new();
         let mut seen: HashMap<(String, String), u64> = HashMap::new();
         for record in reader.records() {
+            if problems.len() >= 20 {
+                problems.push(format!("{name}: more problems follow; fix these first"));
+                break;
+            }
             let record = match record {
                 Ok(r) => r,
                 Err(e) => {
@@ -509,9 +564,13 @@ impl GrantCodes {
             }
             seen.insert(key, line);
             rows.push((section.to_owned(), grant.to_owned(), code.to_owned()));
+            lines.push((line, code.to_owned()));
         }
         if problems.is_empty() {
-            Ok(Self::new(rows))
+            let mut codes = Self::new(rows);
+            codes.file = name;
+            codes.lines = lines;
+            Ok(codes)
         } else {
             Err(problems)
         }

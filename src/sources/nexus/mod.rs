@@ -59,6 +59,7 @@ pub struct NexusSettings {
 pub struct NexusClient {
     http: FhirPullClient,
     limiter: Arc<governor::DefaultDirectRateLimiter>,
+    requests: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for NexusClient {
@@ -73,13 +74,14 @@ impl NexusClient {
         if let Some(p) = cfg.problems().into_iter().next() {
             return Err(PullError::Config(p));
         }
-        let http = FhirPullClient::json_api(cfg.http())?;
+        let http = FhirPullClient::json_api(cfg.http(), "Nexus")?;
         let rate = NonZeroU32::new(cfg.requests_per_second).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
             http,
             limiter: Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
                 rate,
             ))),
+            requests: Arc::default(),
         })
     }
 
@@ -87,9 +89,18 @@ impl NexusClient {
     /// is fetched again like a failed request.
     pub async fn get(&self, url: &str) -> Result<Value, PullError> {
         self.limiter.until_ready().await;
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.http
             .get_checked(url, |body, _| serde_json::from_slice::<Value>(body))
             .await
+    }
+}
+
+impl NexusClient {
+    /// Documents asked for so far (retries not counted).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -195,7 +206,9 @@ fn walk(node: &Value, leaf_type: &str, grants: &mut Vec<String>, conditions: &mu
     }
 }
 
-/// Fetches what the gateway reads of one patient.
+/// Fetches what the gateway reads of one patient. `Ok(Err(reason))` refuses the patient: a
+/// configured view it does not have (renamed in Nexus, mistyped here) would otherwise read as
+/// "no grants, no visits" and withdraw everything stored of the patient.
 async fn fetch_patient(
     client: &NexusClient,
     cfg: &NexusConfig,
@@ -203,7 +216,7 @@ async fn fetch_patient(
     href: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<read::PatientDocs, PullError> {
+) -> Result<Result<read::PatientDocs, String>, PullError> {
     let what = format!("patient {id}");
     let patient = client.get(href).await?;
     let prefs = client
@@ -249,11 +262,11 @@ async fn fetch_patient(
             docs.conditions.push(client.get(&c).await?);
         }
     } else {
-        tracing::warn!(
-            patient = id,
-            view = %cfg.pathway_view,
-            "A Nexus patient has no CITIZEN_PATHWAY view of that name; no grants read."
-        );
+        return Ok(Err(format!(
+            "patient {id} has no CITIZEN_PATHWAY view named like `{}` (pathway_view); nothing of \
+             the patient is read and what is stored stays",
+            cfg.pathway_view
+        )));
     }
     let calendar = views("CITIZEN_CALENDAR").into_iter().find(|v| {
         cfg.calendar_view.as_deref().is_none_or(|want| {
@@ -273,8 +286,17 @@ async fn fetch_patient(
             PullError::Invalid(format!("the calendar of {what} has no eventResources"))
         })?;
         docs.events = array(events, &format!("the calendar of {what}"))?;
+    } else {
+        return Ok(Err(format!(
+            "patient {id} has no CITIZEN_CALENDAR view{} (calendar_view); nothing of the patient \
+             is read and what is stored stays",
+            cfg.calendar_view
+                .as_deref()
+                .map(|v| format!(" named `{v}`"))
+                .unwrap_or_default()
+        )));
     }
-    Ok(docs)
+    Ok(Ok(docs))
 }
 
 /// A record made comparable with its stored version: the instant of an assessment or goal read
@@ -296,6 +318,17 @@ fn same(stored: &Record, fresh: &Record) -> bool {
     }
 }
 
+/// What [`changes`] found.
+#[derive(Debug, Default)]
+struct Changes {
+    /// The versions to store.
+    versions: Vec<Versioned>,
+    /// Records equal to their latest stored version.
+    unchanged: u64,
+    /// Records no longer there, withdrawn.
+    gone: u64,
+}
+
 /// The versions a patient's records add to what is stored: new and changed records, and
 /// records no longer there withdrawn (goals made inactive; visits only within the window).
 fn changes(
@@ -304,7 +337,7 @@ fn changes(
     now: DateTime<Utc>,
     today: chrono::NaiveDate,
     window: (DateTime<Utc>, DateTime<Utc>),
-) -> Vec<Versioned> {
+) -> Changes {
     let mut latest: BTreeMap<(RecordKind, String), &Versioned> = BTreeMap::new();
     for v in stored.iter().filter(|v| v.source == NEXUS_RECORDS) {
         let k = (v.record.kind(), v.record.key());
@@ -318,7 +351,7 @@ fn changes(
         withdrawn,
         record,
     };
-    let mut out = Vec::new();
+    let mut out = Changes::default();
     let mut present = BTreeSet::new();
     for (record, withdrawn) in fresh {
         let k = (record.kind(), record.key());
@@ -326,8 +359,8 @@ fn changes(
             continue;
         }
         match latest.get(&k) {
-            Some(l) if l.withdrawn == withdrawn && same(&l.record, &record) => {}
-            _ => out.push(version(record, withdrawn)),
+            Some(l) if l.withdrawn == withdrawn && same(&l.record, &record) => out.unchanged += 1,
+            _ => out.versions.push(version(record, withdrawn)),
         }
     }
     for (k, l) in latest {
@@ -339,11 +372,14 @@ fn changes(
                 let mut g = g.clone();
                 g.active = false;
                 g.set_on = today;
-                out.push(version(Record::Goal(g), false));
+                out.versions.push(version(Record::Goal(g), false));
             }
             Record::Goal(_) | Record::Citizen(_) => {}
             Record::Visit(v) if v.start < window.0 || v.start >= window.1 => {}
-            other => out.push(version(other.clone(), true)),
+            other => {
+                out.gone += 1;
+                out.versions.push(version(other.clone(), true));
+            }
         }
     }
     out
@@ -436,9 +472,39 @@ pub async fn pull(
         })
         .boxed()
         .buffered(cfg.concurrent_patients.max(1));
+    let started = std::time::Instant::now();
+    let mut last_log = started;
+    let mut done = 0usize;
+    let mut unknown: BTreeMap<(String, &'static str), (u64, String)> = BTreeMap::new();
+    tracing::info!(
+        message = "Nexus pull started.",
+        source = ingestor.source(),
+        patients = patients.len(),
+        calendar_from = %window.0,
+    );
     while let Some((id, docs)) = fetched.next().await {
-        let docs = docs?;
+        done += 1;
+        if last_log.elapsed() >= std::time::Duration::from_secs(60) {
+            last_log = std::time::Instant::now();
+            let per_s = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+            tracing::info!(
+                message = "Nexus pull progress.",
+                source = ingestor.source(),
+                patients = done,
+                of = patients.len(),
+                requests = client.requests(),
+                remaining_min = ((patients.len() - done) as f64 / per_s / 60.0).ceil() as u64,
+            );
+        }
         let origin = format!("{} patient {id}", ingestor.source());
+        let docs = match docs? {
+            Ok(docs) => docs,
+            Err(refusal) => {
+                tracing::warn!(message = "Nexus patient refused.", patient = %id, error = %refusal);
+                batch.reject(origin, refusal);
+                continue;
+            }
+        };
         let read = match read::read_patient(&docs, &ctx) {
             Ok(r) => r,
             Err(problem) => {
@@ -450,6 +516,12 @@ pub async fn pull(
         for problem in &read.problems {
             tracing::warn!(message = "Nexus resource refused.", patient = %id, error = %problem);
             batch.reject(origin.clone(), problem.clone());
+        }
+        for u in &read.unknown {
+            unknown
+                .entry((u.code.clone(), u.kind))
+                .or_insert((0, u.resource.clone()))
+                .0 += 1;
         }
         let tally = batch.tally();
         tally.add_counts(&read.counts);
@@ -465,9 +537,15 @@ pub async fn pull(
             continue;
         }
         let stored = store.versions(&read.citizen).await?;
-        let versions = changes(&stored, read.records, now, today, window);
+        let found = changes(&stored, read.records, now, today, window);
+        let tally = batch.tally();
+        tally.add_unchanged(found.unchanged);
+        tally.add_counts(&crate::sources::klgateway::Counts {
+            withdrawn: found.gone,
+            ..Default::default()
+        });
         let outcome = super::ingest::ReadOutcome {
-            versions,
+            versions: found.versions,
             rows: Vec::new(),
             problems: Vec::new(),
             last_updated: None,
@@ -477,10 +555,22 @@ pub async fn pull(
     }
     let cursor = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     batch.flush(Some(&cursor)).await?;
+    for ((code, kind), (count, example)) in &unknown {
+        tracing::warn!(
+            message = "Nexus code the mappings do not know: stored and reported.",
+            source = ingestor.source(),
+            kind,
+            code = %crate::domain::shown(code),
+            count,
+            example = %example,
+        );
+    }
     tracing::info!(
         message = "Nexus pull done.",
         source = ingestor.source(),
-        patients = patients.len()
+        patients = patients.len(),
+        requests = client.requests(),
+        elapsed_s = started.elapsed().as_secs(),
     );
     Ok(batch.finish().await?)
 }
