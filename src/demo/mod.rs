@@ -266,7 +266,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
 
     let work = setup::WorkDir::prepare(opts.keep.as_deref())?;
     let dir = work.path().to_path_buf();
-    setup::write_mappings(&dir).context("writing the mappings")?;
+    setup::write_mappings(&dir, (start_day(), as_of(opts))).context("writing the mappings")?;
     let secrets = setup::Secrets::generate();
     secrets.write(&dir).context("writing the secrets")?;
 

@@ -331,12 +331,19 @@ fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
 
 /// Writes the marker, a README and the mapping folder (the repository's mappings, with a third
 /// team in `teams.toml`).
-pub(crate) fn write_mappings(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn write_mappings(
+    dir: &Path,
+    period: (chrono::NaiveDate, chrono::NaiveDate),
+) -> anyhow::Result<()> {
     fs::write(
         dir.join(MARKER),
         "This folder holds a `progression-gateway demo`; a later demo may replace it.\n",
     )?;
-    fs::write(dir.join("README.txt"), README)?;
+    // The commands shown read the demo's own period.
+    let readme = README
+        .replace("2027-01-01", &period.0.to_string())
+        .replace("2027-04-30", &period.1.to_string());
+    fs::write(dir.join("README.txt"), readme)?;
     let mappings = dir.join("mappings");
     fs::create_dir_all(&mappings)?;
     for (name, content) in MAPPINGS {

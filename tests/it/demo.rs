@@ -549,6 +549,12 @@ async fn the_demo_runs_against_the_simulated_nexus_with_every_team_and_no_unassi
     assert!(summary.run.errors.is_empty(), "{:?}", summary.run.errors);
     let config = std::fs::read_to_string(outcome.dir.join("gateway.toml")).unwrap();
     assert!(config.contains("[source.nexus]") && !config.contains("[source.fhir_pull]"));
+    // The kept folder's README shows commands over the demo's own period.
+    let readme = std::fs::read_to_string(outcome.dir.join("README.txt")).unwrap();
+    assert!(
+        readme.contains("figures --from 2027-01-01 --to 2027-02-14"),
+        "{readme}"
+    );
     let ids: Vec<(&str, &str)> = summary
         .teams
         .iter()
