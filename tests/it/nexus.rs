@@ -793,3 +793,132 @@ async fn the_weekly_minutes_basis_and_individual_tariffs_read_the_visitated_minu
     assert_eq!(c.daily_amount(d("2027-01-10"), &h, &m), dec("280"));
     store.close().await;
 }
+
+/// A `[source.nexus]` configuration for the `pull` command against `server`, storing in `db`.
+fn pull_config(
+    dir: &std::path::Path,
+    db: &std::path::Path,
+    server: &NexusServer,
+    orgs: &[i64],
+    rate: u32,
+) -> std::path::PathBuf {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::write(dir.join("secret"), "sim-secret").unwrap();
+    let config = format!(
+        "time_zone = \"Europe/Copenhagen\"\n[store]\nurl = {db:?}\n[pseudonym]\nkey = \"nexus-test-pseudonym-key-0001\"\n[mappings]\ndir = {mappings:?}\n\n[[source]]\nname = \"nexus\"\nsecret_file = \"secret\"\n[source.nexus]\napi_root = {root:?}\ntoken_url = {token:?}\nclient_id = \"pgw\"\norganisations = {orgs:?}\nrequests_per_second = {rate}\nhistory_days = 4000\n",
+        db = format!("sqlite://{}", db.display()),
+        mappings = repo.join("mappings").display().to_string(),
+        root = server.api_root,
+        token = server.token_url,
+    );
+    let path = dir.join(format!(
+        "{}.toml",
+        db.file_stem().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// Every stored Nexus record's content without the instants a pull stamps (so that pulls at
+/// different moments compare), with how many versions each record has.
+async fn contents(store: &Store) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for (_, versions) in store.all_versions().await.unwrap() {
+        for v in versions.into_iter().filter(|v| v.source == "nexus") {
+            let mut json = serde_json::to_value(&v.record).unwrap();
+            if let Some(r) = json.get_mut("record").and_then(Value::as_object_mut) {
+                for instant in ["assessed_at", "assessed_on", "set_on"] {
+                    r.remove(instant);
+                }
+            }
+            *out.entry(format!("{json} withdrawn={}", v.withdrawn))
+                .or_default() += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_killed_with_sigkill_again_and_again_then_completed_equals_a_clean_pull() {
+    let cfg = SimConfig {
+        citizens: 120,
+        days: 30,
+        seed: 11,
+        ..SimConfig::default()
+    };
+    let m = generate(&cfg);
+    let (server, orgs) = serve_nexus(&m, &cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |config: std::path::PathBuf| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_progression-gateway"))
+            .arg("--config")
+            .arg(config)
+            .arg("pull")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let wait = |mut child: std::process::Child| async move {
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    let clean_db = dir.path().join("clean.db");
+    assert!(
+        wait(run(pull_config(
+            dir.path(),
+            &clean_db,
+            &server,
+            &orgs,
+            5000
+        )))
+        .await
+        .success()
+    );
+    // Slow pulls (300 requests a second, some 1,000 requests each, stored every 50 patients),
+    // killed at growing moments, then one let finish.
+    let killed_db = dir.path().join("killed.db");
+    let slow = pull_config(dir.path(), &killed_db, &server, &orgs, 300);
+    let mut killed = 0;
+    for ms in [400u64, 900, 1400, 1900] {
+        let mut child = run(slow.clone());
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        if child.try_wait().unwrap().is_none() {
+            // Child::kill sends SIGKILL on Unix.
+            child.kill().unwrap();
+            killed += 1;
+        }
+        let _ = child.wait();
+    }
+    assert!(
+        killed >= 2,
+        "only {killed} pulls were still running when killed"
+    );
+    let partial = Store::connect(&format!("sqlite://{}", killed_db.display()))
+        .await
+        .unwrap();
+    let stored_before = contents(&partial).await.len();
+    partial.close().await;
+    assert!(stored_before > 0, "the killed pulls stored something");
+    assert!(wait(run(slow)).await.success());
+    server.shutdown().await;
+
+    let open = |p: std::path::PathBuf| async move {
+        Store::connect(&format!("sqlite://{}", p.display()))
+            .await
+            .unwrap()
+    };
+    let (clean, after) = (open(clean_db).await, open(killed_db).await);
+    let (want, got) = (contents(&clean).await, contents(&after).await);
+    assert!(want.len() > 500, "{}", want.len());
+    assert!(want.values().all(|n| *n == 1));
+    assert!(got.values().all(|n| *n == 1), "a record stored twice");
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+}

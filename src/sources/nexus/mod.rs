@@ -45,6 +45,9 @@ pub const NEXUS_RECORDS: &str = "nexus";
 /// gateway takes.
 const MAX_LIST: usize = 100_000;
 
+/// Patients whose versions are stored in one transaction at most (or `BATCH_VERSIONS`).
+const FLUSH_PATIENTS: usize = 50;
+
 /// A configured Nexus source: its settings and its grant-code mapping.
 #[derive(Debug, Clone)]
 pub struct NexusSettings {
@@ -387,8 +390,9 @@ fn changes(
 
 /// Pulls every patient of the configured organisations once, storing what changed, at the
 /// instant `now`. The first pull (no cursor stored) reads `history_days` of calendar, later
-/// ones `calendar_days`. Each patient's versions are stored before the next patient is read;
-/// the cursor (the pull's instant) is stored last, so a pull cut short is simply pulled again.
+/// ones `calendar_days`. What was read is stored every 50 patients (or 5,000 versions), each
+/// time in one transaction; the cursor (the pull's instant) is stored last, so a pull cut short
+/// is simply pulled again: what it stored is found unchanged, the rest is stored.
 pub async fn pull(
     ingestor: &Ingestor,
     settings: &NexusSettings,
@@ -552,6 +556,11 @@ pub async fn pull(
             next: None,
         };
         batch.push(outcome, None).await?;
+        // Stored every `FLUSH_PATIENTS` patients too, so a pull cut off after hours keeps most
+        // of what it read (the next pull stores only the rest).
+        if done.is_multiple_of(FLUSH_PATIENTS) {
+            batch.flush(None).await?;
+        }
     }
     let cursor = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     batch.flush(Some(&cursor)).await?;
