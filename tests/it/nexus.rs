@@ -435,6 +435,9 @@ async fn pulling_through_every_fault_stores_what_a_fault_free_pull_stores_withou
     let client = NexusClient::new(&s.config).unwrap();
     let faults = server.faults.clone();
     let requests_before = server.api_requests();
+    // Paced by requests, not by the clock: a fault is queued only when the last one was taken
+    // and six more requests have come since, so on a slow machine faults do not pile up into
+    // more consecutive failures of one request than its retries allow (a flaky CI failure).
     let injector = tokio::spawn(async move {
         let kinds = [
             Fault::ServerError,
@@ -448,17 +451,32 @@ async fn pulling_through_every_fault_stores_what_a_fault_free_pull_stores_withou
             Fault::ExpiredToken,
             Fault::Slow(std::time::Duration::from_millis(30)),
         ];
+        let mut queued_at = 0u64;
         for i in 0.. {
+            loop {
+                let seen = faults.api_requests();
+                if faults.pending() == 0 && seen >= queued_at + 6 {
+                    queued_at = seen;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
             faults.fail_next(1, kinds[i % kinds.len()].clone());
-            tokio::time::sleep(std::time::Duration::from_millis(15)).await;
         }
     });
-    let cut = tokio::time::timeout(
-        std::time::Duration::from_millis(400),
-        nexus::pull(&ing, &s, &client, now),
-    )
-    .await;
-    assert!(cut.is_err(), "the first pull was meant to be cut off");
+    // Cut off once it has made half the requests of a clean pull (by count, not by the clock,
+    // so a fast or slow machine cuts it at the same point).
+    let half = requests_before / 2;
+    let counter = server.faults.clone();
+    let cut_point = async move {
+        while counter.api_requests() < requests_before + half {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    };
+    tokio::select! {
+        done = nexus::pull(&ing, &s, &client, now) => panic!("the first pull was meant to be cut off: {done:?}"),
+        () = cut_point => {}
+    }
     server.expire_tokens();
     server.expire_refresh_tokens();
     let summary = nexus::pull(&ing, &s, &client, now).await.unwrap();
