@@ -755,9 +755,33 @@ struct RawTeam {
     /// Custodian SOR codes that mean this team (default: none).
     #[serde(default)]
     sor_codes: Vec<Spanned<String>>,
-    /// KMD Nexus supplier ids that mean this team (default: none).
+    /// KMD Nexus supplier ids that mean this team (default: none), quoted or not: Nexus ids
+    /// are integers, so `[11]` and `["11"]` mean the same.
     #[serde(default)]
-    nexus_supplier_ids: Vec<Spanned<String>>,
+    nexus_supplier_ids: Vec<Spanned<SupplierId>>,
+}
+
+/// A Nexus supplier id as written: a string, or an integer read as its decimal text.
+#[derive(Debug)]
+struct SupplierId(String);
+
+impl<'de> Deserialize<'de> for SupplierId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = SupplierId;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a Nexus supplier id (an integer or a string)")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<SupplierId, E> {
+                Ok(SupplierId(s.to_owned()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<SupplierId, E> {
+                Ok(SupplierId(n.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// A validated team with the line of its `[[team]]`.
@@ -829,7 +853,7 @@ fn parse_teams(src: &Source, diags: &mut Vec<Diagnostic>) -> Vec<LoadedTeam> {
             }
         }
         for supplier in &raw.nexus_supplier_ids {
-            let s = supplier.get_ref();
+            let s = &supplier.get_ref().0;
             if s.trim().is_empty() {
                 diags.push(src.at(supplier.span(), "empty Nexus supplier id"));
             } else if let Some((other, l)) = suppliers.get(s) {
@@ -858,7 +882,7 @@ fn parse_teams(src: &Source, diags: &mut Vec<Diagnostic>) -> Vec<LoadedTeam> {
                     nexus_supplier_ids: raw
                         .nexus_supplier_ids
                         .into_iter()
-                        .map(Spanned::into_inner)
+                        .map(|s| s.into_inner().0)
                         .collect(),
                 },
                 line,
@@ -1710,5 +1734,48 @@ mod tests {
             "teams.toml:15: duplicate team id `vest` (already used on line 10)"
         );
         assert_eq!(shown.len(), 6, "{shown:#?}");
+    }
+
+    #[test]
+    fn nexus_supplier_ids_may_be_integers_and_a_shared_one_names_both_lines() {
+        let text = "[[team]]\nid = \"nord\"\nname = \"N\"\ncost_centre = \"1\"\n\
+                    nexus_supplier_ids = [11, \"21\"]\n\
+                    [[team]]\nid = \"syd\"\nname = \"S\"\ncost_centre = \"2\"\n\
+                    nexus_supplier_ids = [12]\n";
+        let mut diags = Vec::new();
+        let teams = parse_teams(&src("teams.toml", text), &mut diags);
+        assert!(diags.is_empty(), "{diags:?}");
+        let ids: Vec<&[String]> = teams
+            .iter()
+            .map(|t| t.mapping.nexus_supplier_ids.as_slice())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                &["11".to_owned(), "21".to_owned()][..],
+                &["12".to_owned()][..]
+            ]
+        );
+        // `11` and `"11"` are the same supplier.
+        let shared = text.replace("[12]", "[\"11\"]");
+        parse_teams(&src("teams.toml", &shared), &mut diags);
+        let shown: Vec<String> = diags.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "teams.toml:10: Nexus supplier id `11` is used by two teams: `nord` (line 5) and `syd`"
+            ]
+        );
+        let mut diags = Vec::new();
+        parse_teams(
+            &src("teams.toml", &text.replace("[11,", "[true,")),
+            &mut diags,
+        );
+        let shown: Vec<String> = diags.iter().map(ToString::to_string).collect();
+        assert!(
+            shown[0].starts_with("teams.toml:5:") && shown[0].contains("a Nexus supplier id"),
+            "{shown:#?}"
+        );
+        assert_eq!(shown.len(), 1, "{shown:#?}");
     }
 }
