@@ -62,14 +62,23 @@ echo "bare parse ..." >&2
 read -r base_files base_bytes base_resources base_secs < <("$bare" "$work/in" |
   sed -E 's/[^0-9. ]//g; s/ +/ /g; s/^ //')
 
-# measure LABEL COMMAND...: runs it, records wall seconds and peak RSS (MiB).
-declare -A wall rss
+# measure LABEL COMMAND...: runs it, records wall seconds, peak RSS (MiB) and the peak of the
+# process's own memory (RssAnon, sampled every 100 ms; RSS also counts the pages of a file it
+# maps, which are the OS page cache, as the figures' read of SQLite does).
+declare -A wall rss own
 measure() {
   local label=$1; shift
-  /usr/bin/time -f '%e %M' -o "$work/t" "$@" >"$work/out-$label.json" 2>"$work/err-$label.log" || {
-    echo "$label failed:" >&2; tail -5 "$work/err-$label.log" >&2; exit 1; }
+  /usr/bin/time -f '%e %M' -o "$work/t" "$@" >"$work/out-$label.json" 2>"$work/err-$label.log" &
+  local timer=$! peak=0 child a
+  while kill -0 "$timer" 2>/dev/null; do
+    child=$(pgrep -P "$timer" | head -1 || true)
+    a=$([ -n "$child" ] && awk '/^RssAnon/ {print $2}' "/proc/$child/status" 2>/dev/null || true)
+    if [ -n "$a" ] && [ "$a" -gt "$peak" ]; then peak=$a; fi
+    sleep 0.1
+  done
+  wait "$timer" || { echo "$label failed:" >&2; tail -5 "$work/err-$label.log" >&2; exit 1; }
   read -r w r <"$work/t"
-  wall[$label]=$w; rss[$label]=$((r / 1024))
+  wall[$label]=$w; rss[$label]=$((r / 1024)); own[$label]=$((peak / 1024))
 }
 
 rows=()
@@ -109,12 +118,12 @@ echo "municipality: $citizens citizens x $days days; $files files, $((bytes / 10
 echo "machine: $(nproc) cores; simulate took $(cut -d' ' -f1 "$work/t-sim") s"
 echo "bare parse (one thread, serde_json::Value / quick-xml events): ${base_secs} s, $(rate "$base_resources" "$base_secs") resources/s"
 echo
-printf '%-9s | %-22s | %9s | %9s | %16s | %8s\n' backend step "wall s" "peak MiB" "resources/s" "x parse"
-printf -- '----------|------------------------|-----------|-----------|------------------|---------\n'
+printf '%-9s | %-23s | %9s | %9s | %9s | %16s | %8s\n' backend step "wall s" "peak MiB" "own MiB" "resources/s" "x parse"
+printf -- '----------|-------------------------|-----------|-----------|-----------|------------------|---------\n'
 for row in "${rows[@]}"; do
   IFS='|' read -r backend versions size <<<"$row"
   i=import-$backend
-  printf '%-9s | %-22s | %9s | %9s | %16s | %8s\n' "$backend" "import (all but last)" "${wall[$i]}" "${rss[$i]}" \
+  printf '%-9s | %-23s | %9s | %9s | %9s | %16s | %8s\n' "$backend" "import (all but last)" "${wall[$i]}" "${rss[$i]}" "${own[$i]}" \
     "$(rate "$base_resources" "${wall[$i]}")" "$(ratio "${wall[$i]}" "$base_secs")"
   for step in recompute first night-import night-post figures; do
     k=$step-$backend
@@ -123,7 +132,7 @@ for row in "${rows[@]}"; do
       night-import) name="night: import 1 day";; night-post) name="night: compute+post";;
       figures) name="steering figures (year)";;
     esac
-    printf '%-9s | %-22s | %9s | %9s | %16s | %8s\n' "$backend" "$name" "${wall[$k]}" "${rss[$k]}" "" ""
+    printf '%-9s | %-23s | %9s | %9s | %9s | %16s | %8s\n' "$backend" "$name" "${wall[$k]}" "${rss[$k]}" "${own[$k]}" "" ""
   done
   echo "$backend store: $((size / 1048576)) MiB for $versions record versions = $((size / (versions > 0 ? versions : 1))) bytes per version"
   echo "$backend night: $(grep -o 'recomputed=[0-9]* reused=[0-9]*' "$work/err-night-post-$backend.log" | tail -1) citizens"

@@ -1050,6 +1050,11 @@ pub fn citizen_facts(
     let mut blocks: BTreeMap<(YearMonth, u32, Option<Track>), Block<'_>> = BTreeMap::new();
     let mut visits: Vec<_> = history.visits.iter().collect();
     visits.sort_by_key(|v| (v.start, v.source_id.as_str()));
+    // Visits come in time order: a day's visits share the day's team, and a visit mostly
+    // counts where the one before it did, so the counts are kept in a list searched from its
+    // end and added to `out.visits` after the loop.
+    let mut day_team: Option<(NaiveDate, Option<TeamId>)> = None;
+    let mut counts: Vec<(VisitsKey, VisitCounts)> = Vec::new();
     for v in visits {
         let day = v.start.with_timezone(&tz).date_naive();
         if !(from..=to).contains(&day) {
@@ -1058,11 +1063,21 @@ pub fn citizen_facts(
         let Some(track) = v.grants.iter().find_map(|g| track_of_grant.get(g).copied()) else {
             continue;
         };
-        let team = team_on(history, mappings, day);
+        let team = match &mut day_team {
+            Some((d, team)) if *d == day => &*team,
+            slot => &slot.insert((day, team_on(history, mappings, day))).1,
+        };
         let month = YearMonth::of(day);
         let minutes = u64::try_from((v.end - v.start).num_minutes()).unwrap_or(0);
         for track in [Some(track), None] {
-            let t = out.visits.entry((team.clone(), month, track)).or_default();
+            let at = counts
+                .iter()
+                .rposition(|((te, m, tr), _)| *m == month && *tr == track && te == team);
+            let at = at.unwrap_or_else(|| {
+                counts.push(((team.clone(), month, track), VisitCounts::default()));
+                counts.len() - 1
+            });
+            let t = &mut counts[at].1;
             t.visits += 1;
             t.minutes += minutes;
             if v.employee.is_some() {
@@ -1082,6 +1097,14 @@ pub fn citizen_facts(
                     .insert(e);
             }
         }
+    }
+    for (key, c) in counts {
+        let t = out.visits.entry(key).or_default();
+        t.visits += c.visits;
+        t.with_performer += c.with_performer;
+        t.minutes += c.minutes;
+        t.home_or_clinic += c.home_or_clinic;
+        t.clinic += c.clinic;
     }
     for ((month, _, track), (team, employees)) in blocks {
         let t = out.visits.entry((team, month, track)).or_default();
@@ -1179,6 +1202,9 @@ pub fn days_without_team(citizen: &Pseudonym, facts: &CitizenFacts) -> Vec<Findi
         )
         .collect()
 }
+
+/// Where a citizen's visits count: team, month and track (`None`: both tracks).
+type VisitsKey = (Option<TeamId>, YearMonth, Option<Track>);
 
 /// A citizen's 14-day block of visits with a performer: the team of its first such visit and
 /// the distinct employees.

@@ -496,6 +496,43 @@ pub fn resolve_history(versions: &[Versioned], tz: chrono_tz::Tz) -> CitizenHist
     h
 }
 
+/// [`resolve_history`] of versions the caller gives up: the same history, with the current
+/// version of each visit moved into it instead of cloned (visits are most of a citizen's
+/// versions, and no rule but the current-version one reads them).
+pub fn resolve_history_owned(versions: Vec<Versioned>, tz: chrono_tz::Tz) -> CitizenHistory {
+    let citizen = versions.first().map(|v| v.record.citizen().clone());
+    let (mut visits, rest): (Vec<Versioned>, Vec<Versioned>) = versions
+        .into_iter()
+        .partition(|v| matches!(v.record, Record::Visit(_)));
+    let mut h = resolve_history(&rest, tz);
+    h.citizen = citizen;
+    if h.profile.as_ref().is_some_and(|p| !p.active) {
+        return h;
+    }
+    // As `resolve_history` groups them: by source and key, then by version instant (ties:
+    // receipt order, which a stable sort keeps); the last of a group is its current version.
+    fn id(v: &Versioned) -> &str {
+        match &v.record {
+            Record::Visit(r) => r.source_id.as_str(),
+            _ => "",
+        }
+    }
+    visits.sort_by(|a, b| {
+        (a.source.as_str(), id(a), a.version_at).cmp(&(b.source.as_str(), id(b), b.version_at))
+    });
+    let mut visits = visits.into_iter().peekable();
+    while let Some(v) = visits.next() {
+        let superseded = visits
+            .peek()
+            .is_some_and(|n| n.source == v.source && id(n) == id(&v));
+        if let (false, false, Record::Visit(r)) = (superseded, v.withdrawn, v.record) {
+            h.visits.push(r);
+        }
+    }
+    h.visits.sort_by_key(|v| v.start);
+    h
+}
+
 /// The death the citizen records report, if their latest version says deceased: on the date
 /// the sender gave, else the local date of the first report of the latest run saying so.
 fn death_of(
@@ -661,6 +698,103 @@ mod tests {
         );
         assert!(h.grants.is_empty());
         assert_eq!(h.profile.map(|p| p.active), Some(false));
+    }
+
+    #[test]
+    fn the_owned_resolution_is_the_borrowed_one() {
+        use crate::domain::{CitizenRecord, DeliveryMode, Visit};
+        let visit = |id: &str, start_hour: u32| {
+            Record::Visit(Visit {
+                source_id: SourceId::parse(id).unwrap(),
+                citizen: who(),
+                start: at(start_hour),
+                end: at(start_hour + 1),
+                employee: None,
+                mode: DeliveryMode::Home,
+                grants: vec![SourceId::parse("g1").unwrap()],
+            })
+        };
+        let profile = |active: bool| {
+            Record::Citizen(CitizenRecord {
+                citizen: who(),
+                patient_id: None,
+                custodian_sor: Some("123".into()),
+                deceased: false,
+                deceased_on: None,
+                active,
+            })
+        };
+        let mut versions = vec![
+            v(1, false, visit("b", 9)),
+            v(1, false, grant("2027-06-30")),
+            // A visit moved by a later version, and one of its older versions arriving late.
+            v(2, false, visit("a", 8)),
+            v(5, false, visit("a", 12)),
+            v(3, false, visit("a", 7)),
+            // Two versions at the same instant: the one received later counts.
+            v(4, false, visit("c", 8)),
+            v(4, false, visit("c", 10)),
+            // Withdrawn by its latest version, and withdrawn only in an older one.
+            v(2, false, visit("d", 6)),
+            v(6, true, visit("d", 6)),
+            v(2, true, visit("e", 11)),
+            v(3, false, visit("e", 11)),
+            // The same id from another source is another visit; the same start orders by
+            // source and id.
+            Versioned {
+                source: "r".into(),
+                ..v(1, false, visit("b", 9))
+            },
+            v(1, false, visit("f", 9)),
+            v(2, false, assessment(2, 2)),
+            v(1, false, profile(true)),
+        ];
+        let owned =
+            |vs: &[Versioned]| resolve_history_owned(vs.to_vec(), chrono_tz::Europe::Copenhagen);
+        let h = resolve_history(&versions, chrono_tz::Europe::Copenhagen);
+        assert_eq!(owned(&versions), h);
+        let ids: Vec<(&str, u32)> = h
+            .visits
+            .iter()
+            .map(|v| (v.source_id.as_str(), chrono::Timelike::hour(&v.start)))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("b", 9),
+                ("b", 9),
+                ("f", 9),
+                ("c", 10),
+                ("e", 11),
+                ("a", 12)
+            ]
+        );
+        // Only visits, a visit first, and an inactive citizen.
+        let visits: Vec<Versioned> = versions
+            .iter()
+            .filter(|v| matches!(v.record, Record::Visit(_)))
+            .cloned()
+            .collect();
+        assert_eq!(
+            owned(&visits),
+            resolve_history(&visits, chrono_tz::Europe::Copenhagen)
+        );
+        versions.insert(0, v(1, false, visit("g", 1)));
+        assert_eq!(
+            owned(&versions),
+            resolve_history(&versions, chrono_tz::Europe::Copenhagen)
+        );
+        versions.push(v(7, false, profile(false)));
+        let inactive = owned(&versions);
+        assert_eq!(
+            inactive,
+            resolve_history(&versions, chrono_tz::Europe::Copenhagen)
+        );
+        assert!(inactive.visits.is_empty());
+        assert_eq!(
+            owned(&[]),
+            resolve_history(&[], chrono_tz::Europe::Copenhagen)
+        );
     }
 }
 

@@ -17,7 +17,7 @@ pub use course::{
 };
 pub use history::{
     CitizenHistory, Evidence, GrantVersion, MODEL_KINDS, Record, RecordKind, Versioned,
-    resolve_history, version_hash,
+    resolve_history, resolve_history_owned, version_hash,
 };
 pub use income::{
     CourseShare, DayRun, Finding, IncomeKey, IncomeLine, IncomeReport, Payee, PostingDelta,

@@ -10,7 +10,7 @@
 use crate::domain::Pseudonym;
 use crate::mapping::Mappings;
 use crate::model::figures::{self, Actual, CourseFacts, Figures, QualityKey};
-use crate::model::{LedgerEntry, RecordKind, assess, resolve_history};
+use crate::model::{LedgerEntry, RecordKind, assess, resolve_history_owned};
 use crate::store::{CitizenRange, Store};
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -97,7 +97,7 @@ pub async fn figures(
             let mut part = Part::default();
             while let Some(packed) = rx.blocking_recv() {
                 let (who, versions) = packed.unpack()?;
-                add(&mut part, &who, &versions, &ledger, &mappings, tz, from, to);
+                add(&mut part, &who, versions, &ledger, &mappings, tz, from, to);
             }
             Ok::<Part, anyhow::Error>(part)
         }));
@@ -165,14 +165,14 @@ pub async fn figures(
 fn add(
     part: &mut Part,
     who: &Pseudonym,
-    versions: &[crate::model::Versioned],
+    versions: Vec<crate::model::Versioned>,
     ledger: &HashMap<Pseudonym, Vec<LedgerEntry>>,
     mappings: &Mappings,
     tz: chrono_tz::Tz,
     from: NaiveDate,
     to: NaiveDate,
 ) {
-    let history = resolve_history(versions, tz);
+    let history = resolve_history_owned(versions, tz);
     let recorded = ledger.get(who).map_or(&[][..], Vec::as_slice);
     let night = assess(&history, mappings, to, recorded);
     let facts = figures::citizen_facts(&history, &night.courses, mappings, tz, from, to);
