@@ -6,7 +6,9 @@
 //!   equal the recomputed month totals to the øre;
 //! - a large `import` killed again and again, then completed: the store equals a clean import;
 //! - `post` started while `run` posts the same night, on SQLite and PostgreSQL: no voucher
-//!   made twice.
+//!   made twice;
+//! - `run` killed late in the night with a steering figures export to a folder: only whole
+//!   files appear, and the night's file is sent once.
 //!
 //! The seed is printed (`FAULTS_SEED=<n>` replays a run), and so are the trial counts.
 
@@ -766,4 +768,107 @@ async fn post_beside_run_makes_no_voucher_twice_on_postgres() {
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+/// The steering figures files in `dir`, by name (the `.name.part` files of an unfinished write
+/// apart), each checked whole: its name's hash is its content's.
+fn whole_figures_files(dir: &Path) -> (BTreeMap<String, Vec<u8>>, usize) {
+    use sha2::{Digest, Sha256};
+    let (mut files, mut parts) = (BTreeMap::new(), 0);
+    for e in std::fs::read_dir(dir).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if name.starts_with('.') && name.ends_with(".part") {
+            parts += 1;
+            continue;
+        }
+        let content = std::fs::read(dir.join(&name)).unwrap();
+        let hash = hex::encode(Sha256::digest(&content));
+        assert!(
+            name.starts_with("styringstal-") && name.ends_with(&format!("-{}.csv", &hash[..12])),
+            "{name}: not a whole figures file (its content hashes to {hash})"
+        );
+        let text = String::from_utf8(content.clone()).unwrap();
+        assert!(
+            text.starts_with("cost_centre;month;figure;value\n"),
+            "{name}"
+        );
+        assert!(text.ends_with('\n') && text.lines().count() > 1, "{name}");
+        files.insert(name, content);
+    }
+    (files, parts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_while_exporting_figures_leaves_only_whole_files_and_sends_each_once() {
+    let started = Instant::now();
+    let scratch = tempfile::tempdir().unwrap();
+    let inbox = scratch.path().join("opus-in");
+    let replies = scratch.path().join("opus-out");
+    let bi = scratch.path().join("bi");
+    for d in [&inbox, &replies, &bi] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let (_dir, setup) = posting_setup(Transport::Folder {
+        dir: inbox.clone(),
+        reply_dir: replies.clone(),
+    });
+    let mut text = std::fs::read_to_string(&setup.config).unwrap();
+    text.push_str(&format!(
+        "\n[figures_export]\n\n[figures_export.transport]\nkind = \"folder\"\ndir = \"{}\"\n\
+         reply_dir = \"{}\"\n",
+        bi.display(),
+        bi.display()
+    ));
+    std::fs::write(&setup.config, text).unwrap();
+    let mut rng = rng_for("figures-export");
+    // Calibration: whole runs, their figures step last; the second night's gives the length
+    // of an ordinary night (the first records every decision).
+    let mut run_time = Duration::ZERO;
+    for (n, night) in [day(2), day(3)].into_iter().enumerate() {
+        let t0 = Instant::now();
+        let status = wait(setup.spawn(&["run", "--as-of", &night.to_string()])).await;
+        run_time = t0.elapsed();
+        assert!(status.success() || status.code() == Some(2), "{status}");
+        assert_eq!(whole_figures_files(&bi).0.len(), n + 1, "a file per night");
+    }
+    let (mut mid_run, mut parts_seen) = (0, 0);
+    let mut last = day(3);
+    for trial in 0..12u32 {
+        let night = day(4 + trial / 2);
+        last = night;
+        // Late in the run, where the figures are computed and written.
+        let delay = run_time.mul_f64(rng.random_range(0.4..1.0));
+        if kill_after(setup.spawn(&["run", "--as-of", &night.to_string()]), delay).await {
+            mid_run += 1;
+        }
+        let (_, parts) = whole_figures_files(&bi);
+        parts_seen += parts;
+    }
+    // To completion, twice: the night's file is there once, and the second run sends nothing.
+    let status = wait(setup.spawn(&["run", "--as-of", &last.to_string()])).await;
+    assert!(status.success() || status.code() == Some(2), "{status}");
+    let (after_first, _) = whole_figures_files(&bi);
+    let status = wait(setup.spawn(&["run", "--as-of", &last.to_string()])).await;
+    assert!(status.success() || status.code() == Some(2), "{status}");
+    let (after_second, _) = whole_figures_files(&bi);
+    assert_eq!(
+        after_first, after_second,
+        "the same figures are not sent again"
+    );
+    let of_last = format!("styringstal-{last}-");
+    assert_eq!(
+        after_second
+            .keys()
+            .filter(|n| n.starts_with(&of_last))
+            .count(),
+        1,
+        "{:?}",
+        after_second.keys().collect::<Vec<_>>()
+    );
+    println!(
+        "faults::figures-export: 12 kill -9 trials ({mid_run} killed mid-run, {parts_seen} part files left \
+         by a kill), {} whole files, run {run_time:?}, trials {:?}",
+        after_second.len(),
+        started.elapsed()
+    );
 }
