@@ -529,6 +529,25 @@ impl Origin {
     }
 }
 
+/// Where each key of a table is written, by its dotted path within the table (`nexus.page_size`).
+type KeyOrigins = std::collections::HashMap<String, Origin>;
+
+/// Records the line of every key of `value`'s tables, nested ones too, under `prefix`.
+fn key_origins(
+    value: &Spanned<toml::de::DeValue<'_>>,
+    prefix: &str,
+    at: &dyn Fn(Range<usize>) -> Origin,
+    out: &mut KeyOrigins,
+) {
+    if let toml::de::DeValue::Table(table) = value.get_ref() {
+        for (k, v) in table.iter() {
+            let path = format!("{prefix}{}", k.get_ref());
+            key_origins(v, &format!("{path}."), at, out);
+            out.insert(path, at(k.span()));
+        }
+    }
+}
+
 /// A value and where it came from.
 struct Sourced<T> {
     value: T,
@@ -547,7 +566,7 @@ struct Layers {
     log_level: Option<Sourced<String>>,
     roster: Option<Sourced<String>>,
     events: Option<Sourced<String>>,
-    sources: Vec<(Origin, RawSource)>,
+    sources: Vec<(Origin, RawSource, KeyOrigins)>,
     finance: Option<crate::sinks::post::FinanceSettings>,
     decisions: Option<crate::sinks::decisions::DecisionsConfig>,
     finance_token: Option<SecretString>,
@@ -640,7 +659,9 @@ fn read_file_layer(src: &Source, diags: &mut Vec<Diagnostic>) -> (Layers, bool) 
             .flatten()
             .filter_map(|item| {
                 let raw = crate::mapping::load::de_value::<RawSource>(src, item, &mut *diags)?;
-                Some((at(item.span()), raw))
+                let mut keys = KeyOrigins::new();
+                key_origins(item, "", &at, &mut keys);
+                Some((at(item.span()), raw, keys))
             })
             .collect(),
         pseudonym_origin: Some(at(pseudonym_line)),
@@ -1058,13 +1079,13 @@ impl fmt::Display for LogFormat {
 fn build_sources(
     config_dir: &Path,
     mappings_dir: &Path,
-    raw: Vec<(Origin, RawSource)>,
+    raw: Vec<(Origin, RawSource, KeyOrigins)>,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<SourceSettings> {
     use crate::sources::fhir_push::PushConfig;
     use secrecy::ExposeSecret;
     let mut out: Vec<SourceSettings> = Vec::new();
-    for (origin, source) in raw {
+    for (origin, source, keys) in raw {
         let name = source.name.get_ref().trim().to_owned();
         let valid_name = !name.is_empty()
             && name.len() <= 40
@@ -1135,23 +1156,30 @@ fn build_sources(
             if secret.is_some() {
                 nexus.client_secret = secret;
             }
-            let mut problems = nexus.problems();
+            // A setting's problem names the line of its key (else of the [[source]]).
+            let mut problems: Vec<(&Origin, String)> = nexus
+                .problems()
+                .into_iter()
+                .map(|(key, p)| (keys.get(&format!("nexus.{key}")).unwrap_or(&origin), p))
+                .collect();
             if nexus.client_secret.is_none() {
-                problems.push(
+                problems.push((
+                    &origin,
                     "a nexus source needs its client secret (secret_file or secret_env)".into(),
-                );
+                ));
             }
             let grants_path = mappings_dir.join(&nexus.grants_file);
             let grant_codes = match crate::sources::nexus::GrantCodes::load(&grants_path) {
                 Ok(g) => g,
                 Err(file_problems) => {
-                    problems.extend(file_problems);
+                    let at = keys.get("nexus.grants_file").unwrap_or(&origin);
+                    problems.extend(file_problems.into_iter().map(|p| (at, p)));
                     Default::default()
                 }
             };
             if !problems.is_empty() {
-                for p in problems {
-                    diags.push(origin.diag(format!("source `{name}`: {p}")));
+                for (at, p) in problems {
+                    diags.push(at.diag(format!("source `{name}`: {p}")));
                 }
                 continue;
             }

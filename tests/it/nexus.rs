@@ -702,11 +702,12 @@ fn a_bad_nexus_configuration_or_grant_file_is_refused_naming_key_file_and_line()
     let err = progression_gateway::config::load_with_env(&path, Vec::new())
         .unwrap_err()
         .to_string();
+    // Each setting's problem names its key's line; what has no key, the [[source]]'s.
     for want in [
-        "page_size must be 1-50",
-        "organisations must name at least one",
-        "calendar.status must be a JSON pointer",
-        "needs its client secret",
+        "gateway.toml:14: source `nexus`: page_size must be 1-50",
+        "gateway.toml:13: source `nexus`: organisations must name at least one",
+        "gateway.toml:16: source `nexus`: calendar.status must be a JSON pointer",
+        "gateway.toml:7: source `nexus`: a nexus source needs its client secret",
         "nexus_grants.csv: line 21: the grant `§ 83` `Personlig hygiejne` is already on line 2",
     ] {
         assert!(err.contains(want), "{want} not in:\n{err}");

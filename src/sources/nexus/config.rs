@@ -345,19 +345,26 @@ fn default_grant_ids() -> String {
 }
 
 impl NexusConfig {
-    /// Everything wrong with the settings (not the secret's presence: the caller checks it).
-    pub fn problems(&self) -> Vec<String> {
+    /// Everything wrong with the settings (not the secret's presence: the caller checks it),
+    /// each with its key (dotted, within `[source.nexus]`) for the configuration's line.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         for (key, value) in [("api_root", &self.api_root), ("token_url", &self.token_url)] {
             match url::Url::parse(value) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
-                _ => out.push(format!(
-                    "{key} must be an http or https URL like https://kommune.nexus.kmd.dk/..."
+                _ => out.push((
+                    key,
+                    format!(
+                        "{key} must be an http or https URL like https://kommune.nexus.kmd.dk/..."
+                    ),
                 )),
             }
         }
         if self.pathway_view.trim().is_empty() {
-            out.push("pathway_view must not be empty (it would match any view)".into());
+            out.push((
+                "pathway_view",
+                "pathway_view must not be empty (it would match any view)".into(),
+            ));
         }
         let states = &self.workflow_states;
         for both in states
@@ -365,32 +372,46 @@ impl NexusConfig {
             .iter()
             .filter(|c| states.withdrawn.contains(c))
         {
-            out.push(format!(
-                "workflow state `{both}` is listed both as completed and as withdrawn"
+            out.push((
+                "workflow_states",
+                format!("workflow state `{both}` is listed both as completed and as withdrawn"),
             ));
         }
         if self.organisations.is_empty() {
-            out.push("organisations must name at least one Nexus organisation id".into());
+            out.push((
+                "organisations",
+                "organisations must name at least one Nexus organisation id".into(),
+            ));
         }
         if self.page_size == 0 || self.page_size > MAX_PAGE_SIZE {
-            out.push(format!(
-                "page_size must be 1-{MAX_PAGE_SIZE} (Nexus refuses larger pages), it is {}",
-                self.page_size
+            out.push((
+                "page_size",
+                format!(
+                    "page_size must be 1-{MAX_PAGE_SIZE} (Nexus refuses larger pages), it is {}",
+                    self.page_size
+                ),
             ));
         }
         if !(1..=32).contains(&self.concurrent_patients) {
-            out.push(format!(
-                "concurrent_patients must be 1-32, it is {}",
-                self.concurrent_patients
+            out.push((
+                "concurrent_patients",
+                format!(
+                    "concurrent_patients must be 1-32, it is {}",
+                    self.concurrent_patients
+                ),
             ));
         }
         if self.requests_per_second == 0 {
-            out.push("requests_per_second must be at least 1".into());
+            out.push((
+                "requests_per_second",
+                "requests_per_second must be at least 1".into(),
+            ));
         }
         if self.calendar_days == 0 || self.history_days < self.calendar_days {
-            out.push(
+            out.push((
+                "calendar_days",
                 "calendar_days must be at least 1 and history_days at least calendar_days".into(),
-            );
+            ));
         }
         let pointers = [
             ("patient.deceased_path", &self.patient.deceased_path),
@@ -412,8 +433,11 @@ impl NexusConfig {
         ];
         for (key, p) in pointers {
             if !p.starts_with('/') {
-                out.push(format!(
-                    "{key} must be a JSON pointer starting with `/`, like `/a/b` for {{\"a\": {{\"b\": ...}}}}"
+                out.push((
+                    key,
+                    format!(
+                        "{key} must be a JSON pointer starting with `/`, like `/a/b` for {{\"a\": {{\"b\": ...}}}}"
+                    ),
                 ));
             }
         }

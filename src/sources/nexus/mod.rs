@@ -74,7 +74,7 @@ impl std::fmt::Debug for NexusClient {
 impl NexusClient {
     /// Checks the settings and builds the client (no request yet).
     pub fn new(cfg: &NexusConfig) -> Result<Self, PullError> {
-        if let Some(p) = cfg.problems().into_iter().next() {
+        if let Some((_, p)) = cfg.problems().into_iter().next() {
             return Err(PullError::Config(p));
         }
         let http = FhirPullClient::json_api(cfg.http(), "Nexus")?;
