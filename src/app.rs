@@ -2169,7 +2169,7 @@ async fn courses(
         CoursesFormat::Table => {
             writeln!(
                 out,
-                "{:<32} {:<12} {:<8} {:<13} {:>5} {:>5} {:>14} {:<10} {:<11} {:<10} end reason",
+                "{:<32} {:<14} {:<8} {:<13} {:>5} {:>5} {:>14} {:<10} {:<11} {:<10} end reason",
                 "course",
                 "citizen",
                 "track",
@@ -2189,9 +2189,9 @@ async fn courses(
                 };
                 writeln!(
                     out,
-                    "{:<32} {:<12} {:<8} {:<13} {:>5} {:>5} {:>14} {:<10} {:<11} {:<10} {}",
+                    "{:<32} {:<14} {:<8} {:<13} {:>5} {:>5} {:>14} {:<10} {:<11} {:<10} {}",
                     r.id,
-                    &r.citizen[..12],
+                    crate::domain::short_form(&r.citizen),
                     r.track,
                     r.kind,
                     r.need_score,

@@ -252,13 +252,26 @@ impl Pseudonym {
         &self.0
     }
 
-    /// The first 12 characters, enough to tell citizens apart in a table.
-    pub fn short(&self) -> &str {
-        &self.0[..12]
+    /// The first 12 characters in groups of four (`004c-5528-a250`), enough to tell citizens
+    /// apart in a table. Grouped so that no run of ten digits appears in a log or a table,
+    /// which a municipality's scanner for CPR numbers would flag (1.6 % of pseudonyms have one
+    /// among their first 12 hex characters: 160 citizens of 10,000).
+    pub fn short(&self) -> String {
+        short_form(&self.0)
     }
 }
 
 string_newtype!(Pseudonym);
+
+/// [`Pseudonym::short`] of a pseudonym's hex text (the first 12 characters, fewer if it is
+/// shorter, in groups of four).
+pub fn short_form(hex: &str) -> String {
+    let head: Vec<char> = hex.chars().take(12).collect();
+    head.chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
+}
 
 #[cfg(test)]
 mod tests {
@@ -339,6 +352,40 @@ mod tests {
         assert_ne!(other_key.citizen(&cpr), p1);
         assert_ne!(key().other("employee", "0101501234"), p1);
         assert!(Pseudonym::parse(p1.as_str()).is_ok());
+    }
+
+    #[test]
+    fn the_short_form_is_grouped_so_no_ten_digits_run_together() {
+        let key = key();
+        let mut had_run = 0;
+        for n in 0..20_000u32 {
+            let who = key.citizen(
+                &Cpr::parse(&format!("{:06}{:04}", 10_150 + n / 10_000, n % 10_000)).unwrap(),
+            );
+            let short = who.short();
+            assert_eq!(short.len(), 14);
+            assert_eq!(short.replace('-', ""), who.as_str()[..12]);
+            assert!(
+                short.split('-').all(|g| g.len() == 4),
+                "{short} is not three groups of four"
+            );
+            let longest = short
+                .split(|c: char| !c.is_ascii_digit())
+                .map(str::len)
+                .max()
+                .unwrap_or(0);
+            assert!(longest <= 4, "{short}");
+            let head = &who.as_str()[..12];
+            if head
+                .split(|c: char| !c.is_ascii_digit())
+                .any(|r| r.len() >= 10)
+            {
+                had_run += 1;
+            }
+        }
+        // About 1.6 % of the ungrouped prefixes hold a run a CPR scanner would flag.
+        assert!((150..500).contains(&had_run), "{had_run}");
+        assert_eq!(short_form("abc"), "abc");
     }
 
     #[test]

@@ -33,7 +33,8 @@ mod records;
 mod team;
 
 pub use citizen::{
-    Cpr, CprError, Pseudonym, PseudonymKey, SHOWN_CHARS, cut, holds_cpr, mask_cpr, shown,
+    Cpr, CprError, Pseudonym, PseudonymKey, SHOWN_CHARS, cut, holds_cpr, mask_cpr, short_form,
+    shown,
 };
 pub use records::{
     AcuteDelivery, Assessment, CitizenRecord, DeliveryMode, FollowUp, FunctionalLevel, Goal, Grant,

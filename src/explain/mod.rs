@@ -310,7 +310,7 @@ pub fn voucher_text(v: &VoucherExplanation) -> String {
     );
     let _ = writeln!(
         s,
-        "  {:<32} {:<12} {:>4} {:<10} {:<10} {:>20} {:>20}",
+        "  {:<32} {:<14} {:>4} {:<10} {:<10} {:>20} {:>20}",
         "course", "citizen", "rev", "from", "to", "daily tariff", "amount"
     );
     for c in &b.courses {
@@ -319,7 +319,7 @@ pub fn voucher_text(v: &VoucherExplanation) -> String {
             .map_or_else(|| "individual".to_owned(), danish_exact);
         let _ = writeln!(
             s,
-            "  {:<32} {:<12} {:>4} {:<10} {:<10} {:>20} {:>20}",
+            "  {:<32} {:<14} {:>4} {:<10} {:<10} {:>20} {:>20}",
             c.course.0,
             c.citizen.short(),
             c.revision,

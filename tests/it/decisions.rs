@@ -178,7 +178,7 @@ async fn round_trip(format: Format) {
     for item in &items {
         for c in ['a', 'b', 'c'] {
             let p = pseudonym(c);
-            assert!(!item.body.contains(p.as_str()) && !item.body.contains(p.short()));
+            assert!(!item.body.contains(p.as_str()) && !item.body.contains(&p.short()));
         }
         assert!(!item.body.contains(CPR));
         assert_eq!(item.version, 1);
