@@ -2191,7 +2191,7 @@ async fn courses(
                     out,
                     "{:<32} {:<14} {:<8} {:<13} {:>5} {:>5} {:>14} {:<10} {:<11} {:<10} {}",
                     r.id,
-                    crate::domain::short_form(&r.citizen),
+                    crate::domain::short_form(r.citizen),
                     r.track,
                     r.kind,
                     r.need_score,
