@@ -329,7 +329,7 @@ pub fn voucher_text(v: &VoucherExplanation) -> String {
             danish_exact(c.amount)
         );
     }
-    let width = 32 + 12 + 4 + 10 + 10 + 20 + 5;
+    let width = 32 + 14 + 4 + 10 + 10 + 20 + 5;
     let _ = writeln!(
         s,
         "  {:<width$} {:>20}",

@@ -131,7 +131,7 @@ async fn round_trip(format: Format) {
     assert_eq!(docs.len(), 3);
     assert_eq!(
         missing,
-        vec!["c".repeat(12), "d".repeat(12)],
+        vec!["cccc-cccc-cccc", "dddd-dddd-dddd"],
         "the citizen without a Patient id is reported"
     );
     assert!(docs.iter().all(|(_, d)| d.format == format));
