@@ -28,7 +28,6 @@ use chrono::{Datelike, Days, NaiveDate};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Serialize;
-use std::collections::BTreeSet;
 
 /// What one course cost in the reference period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,17 +70,7 @@ pub fn course_costs(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Vec<CourseCost> {
-    let track_grants: BTreeSet<&crate::domain::SourceId> = history
-        .grants
-        .iter()
-        .filter(|g| {
-            mappings
-                .interventions
-                .get(&g.code)
-                .is_some_and(|m| m.track == Some(track))
-        })
-        .map(|g| &g.source_id)
-        .collect();
+    let track_grants = history.grants_in_track(mappings, track);
     let mut out = Vec::new();
     for c in courses.iter().filter(|c| c.track == track) {
         let first = c.start.max(from);

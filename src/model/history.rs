@@ -248,6 +248,25 @@ pub struct CitizenHistory {
 }
 
 impl CitizenHistory {
+    /// The ids of the grants whose intervention belongs to `track` (a grant of an unmapped
+    /// code belongs to none).
+    pub fn grants_in_track(
+        &self,
+        mappings: &crate::mapping::Mappings,
+        track: crate::domain::Track,
+    ) -> std::collections::BTreeSet<&SourceId> {
+        self.grants
+            .iter()
+            .filter(|g| {
+                mappings
+                    .interventions
+                    .get(&g.code)
+                    .is_some_and(|m| m.track == Some(track))
+            })
+            .map(|g| &g.source_id)
+            .collect()
+    }
+
     /// The latest day this history reports something on: a grant's start or version, an
     /// assessment, a termination or a team assignment (never a grant's end, such as the
     /// common 9999-12-31).

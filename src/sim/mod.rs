@@ -3,6 +3,7 @@
 
 pub mod care;
 pub mod decisions;
+pub mod faults;
 pub mod finance;
 pub mod nexus;
 

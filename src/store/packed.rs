@@ -187,15 +187,16 @@ impl Store {
         let lower = vec![range.from; 1];
         let upper = range.to.map(|b| vec![b; 1]);
         let mut citizens = 0u64;
-        match &self.pool {
-            Pool::Sqlite(pool) => {
+        let sqlite = matches!(self.pool, Pool::Sqlite(_));
+        with_pool!(self, |pool| {
+            let mut conn = pool.acquire().await.map_err(db(OP))?;
+            if sqlite {
                 // Each version is a lookup of its row by id, all over the file: read through a
                 // memory map, SQLite takes each page from the OS page cache in place, where
                 // `pread` copied it into its own cache first (a fifth of the time, in the
-                // kernel). The mapping is the page cache, shared and reclaimable, not memory of
-                // this process; the connection is closed after, so no pooled connection keeps
-                // it.
-                let mut conn = pool.acquire().await.map_err(db(OP))?;
+                // kernel). The mapping is the page cache, shared and reclaimable, not memory
+                // of this process; the connection is closed after, so no pooled connection
+                // keeps it.
                 conn.close_on_drop();
                 sqlx::query(AssertSqlSafe(format!(
                     "PRAGMA mmap_size = {READ_MMAP_BYTES}"
@@ -203,34 +204,20 @@ impl Store {
                 .execute(&mut *conn)
                 .await
                 .map_err(db(OP))?;
-                let mut query =
-                    sqlx::query_as::<_, PackedRow>(AssertSqlSafe(sql.as_str())).bind(lower.clone());
-                if let Some(u) = &upper {
-                    query = query.bind(u.clone());
-                }
-                let mut rows = query.fetch(&mut *conn);
-                while let Some(row) = rows.try_next().await.map_err(db(OP))? {
-                    citizens += 1;
-                    if out.send(PackedCitizen::new(row)).await.is_err() {
-                        break;
-                    }
+            }
+            let mut query =
+                sqlx::query_as::<_, PackedRow>(AssertSqlSafe(sql.as_str())).bind(lower.clone());
+            if let Some(u) = &upper {
+                query = query.bind(u.clone());
+            }
+            let mut rows = query.fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await.map_err(db(OP))? {
+                citizens += 1;
+                if out.send(PackedCitizen::new(row)).await.is_err() {
+                    break;
                 }
             }
-            Pool::Postgres(pool) => {
-                let mut query =
-                    sqlx::query_as::<_, PackedRow>(AssertSqlSafe(sql.as_str())).bind(lower.clone());
-                if let Some(u) = &upper {
-                    query = query.bind(u.clone());
-                }
-                let mut rows = query.fetch(pool);
-                while let Some(row) = rows.try_next().await.map_err(db(OP))? {
-                    citizens += 1;
-                    if out.send(PackedCitizen::new(row)).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
+        });
         Ok(citizens)
     }
 }

@@ -454,7 +454,7 @@ async fn pulling_through_every_fault_stores_what_a_fault_free_pull_stores_withou
         let mut queued_at = 0u64;
         for i in 0.. {
             loop {
-                let seen = faults.api_requests();
+                let seen = faults.requests();
                 if faults.pending() == 0 && seen >= queued_at + 6 {
                     queued_at = seen;
                     break;
@@ -469,7 +469,7 @@ async fn pulling_through_every_fault_stores_what_a_fault_free_pull_stores_withou
     let half = requests_before / 2;
     let counter = server.faults.clone();
     let cut_point = async move {
-        while counter.api_requests() < requests_before + half {
+        while counter.requests() < requests_before + half {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     };

@@ -101,7 +101,7 @@ async fn every_fault_ends_with_the_same_data_as_a_fault_free_pull() {
     ];
     for fault in faults {
         let dir = tempfile::tempdir().unwrap();
-        let before = server.faults.search_requests();
+        let before = server.faults.requests();
         // The first two search requests of the pull fail; an expired token only once (a
         // second 401 right after a fresh token is an authorisation error, not a fault).
         let n = if fault == Fault::ExpiredToken { 1 } else { 2 };
@@ -109,7 +109,7 @@ async fn every_fault_ends_with_the_same_data_as_a_fault_free_pull() {
         let (faulty, _) = pull_all(dir.path(), &server, Format::Json).await;
         assert_eq!(server.faults.pending(), 0, "{fault:?} was not hit");
         assert!(
-            server.faults.search_requests() - before > n as u64,
+            server.faults.requests() - before > n as u64,
             "{fault:?}: no retry"
         );
         assert_eq!(faulty.len(), clean.len(), "{fault:?}: duplicates or losses");

@@ -769,7 +769,7 @@ async fn each_fault_is_answered_as_specified() {
     assert_eq!(s.faults.pending(), 0);
     assert_eq!(get_raw(&client, &orgs_url, &t).await.status(), 200);
     assert_eq!(s.api_requests(), 9);
-    assert_eq!(s.faults.api_requests(), 9);
+    assert_eq!(s.faults.requests(), 9);
     assert_eq!(s.token_requests(), 2);
     s.shutdown().await;
 }

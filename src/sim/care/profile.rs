@@ -285,22 +285,12 @@ fn citizen(
     }
     let history = resolve_history(&versions, tz);
     let courses = compute_courses(&history, mappings, to).courses;
-    let track_grants = |track: Track| -> BTreeSet<&SourceId> {
-        history
-            .grants
-            .iter()
-            .filter(|g| {
-                mappings
-                    .interventions
-                    .get(&g.code)
-                    .is_some_and(|m| m.track == Some(track))
-            })
-            .map(|g| &g.source_id)
-            .collect()
-    };
     let grants_of = [
-        (Track::Care, track_grants(Track::Care)),
-        (Track::Nursing, track_grants(Track::Nursing)),
+        (Track::Care, history.grants_in_track(mappings, Track::Care)),
+        (
+            Track::Nursing,
+            history.grants_in_track(mappings, Track::Nursing),
+        ),
     ];
     // Visit id → its new end.
     let mut ends: HashMap<&SourceId, DateTime<Utc>> = HashMap::new();

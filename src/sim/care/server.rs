@@ -3,6 +3,8 @@
 
 use super::Municipality;
 use super::fhir::{json_to_fhir_xml, to_fhir_json};
+use crate::sim::faults::lock;
+pub use crate::sim::faults::{Fault, Faults};
 use crate::sources::Format;
 use axum::Router;
 use axum::body::Bytes;
@@ -12,10 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How the server behaves.
@@ -40,72 +42,6 @@ impl Default for ServerConfig {
             token_ttl: Duration::from_secs(300),
         }
     }
-}
-
-/// A fault the server answers a search request with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fault {
-    /// 500 with an OperationOutcome.
-    ServerError,
-    /// 429 with `Retry-After`.
-    TooManyRequests { retry_after_secs: u64 },
-    /// 503 with `Retry-After`.
-    Unavailable { retry_after_secs: u64 },
-    /// The normal answer, after a delay.
-    Slow(Duration),
-    /// 200 with the normal body cut in half.
-    TruncatedPage,
-    /// 401 as if the access token had expired, even if it is valid.
-    ExpiredToken,
-}
-
-/// A cheap handle to switch faults on and read the request counters.
-#[derive(Debug, Clone, Default)]
-pub struct Faults {
-    inner: Arc<FaultState>,
-}
-
-#[derive(Debug, Default)]
-struct FaultState {
-    queue: Mutex<VecDeque<Fault>>,
-    searches: AtomicU64,
-    tokens: AtomicU64,
-}
-
-impl Faults {
-    /// The next `n` search requests (after those already queued) get `fault`.
-    pub fn fail_next(&self, n: usize, fault: Fault) {
-        let mut q = lock(&self.inner.queue);
-        q.extend(std::iter::repeat_n(fault, n));
-    }
-
-    /// Forgets the queued faults.
-    pub fn clear(&self) {
-        lock(&self.inner.queue).clear();
-    }
-
-    /// Faults still queued.
-    pub fn pending(&self) -> usize {
-        lock(&self.inner.queue).len()
-    }
-
-    /// Search requests received (including those answered with a fault or a 401).
-    pub fn search_requests(&self) -> u64 {
-        self.inner.searches.load(Ordering::SeqCst)
-    }
-
-    /// Token requests received (including refused ones).
-    pub fn token_requests(&self) -> u64 {
-        self.inner.tokens.load(Ordering::SeqCst)
-    }
-
-    fn next_fault(&self) -> Option<Fault> {
-        lock(&self.inner.queue).pop_front()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 struct Inner {
@@ -168,7 +104,7 @@ impl SimServer {
 
     /// Search requests received.
     pub fn search_requests(&self) -> u64 {
-        self.faults.search_requests()
+        self.faults.requests()
     }
 
     /// Token requests received.
@@ -230,7 +166,7 @@ pub async fn serve(
 // --- OAuth2 ----------------------------------------------------------------------------------
 
 async fn token(State(s): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
-    s.faults.inner.tokens.fetch_add(1, Ordering::SeqCst);
+    s.faults.count_token();
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let basic = crate::sim::basic_credentials(&headers);
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
@@ -491,7 +427,7 @@ async fn search(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    s.faults.inner.searches.fetch_add(1, Ordering::SeqCst);
+    s.faults.count_request();
     let params: Vec<(String, String)> =
         url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
             .into_owned()

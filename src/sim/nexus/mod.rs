@@ -28,7 +28,7 @@ mod codes;
 mod server;
 
 pub use crate::sim::care::Fault;
-pub use server::{NexusFaults, NexusServer, NexusServerConfig, serve};
+pub use server::{NexusServer, NexusServerConfig, serve};
 
 use crate::domain::{Assessment, CitizenRecord, Cpr, Goal, Grant, Pseudonym, PseudonymKey, Visit};
 use crate::mapping::Mappings;

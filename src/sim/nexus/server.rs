@@ -2,7 +2,7 @@
 
 use super::{NexusMunicipality, Patient, Repetition, latest};
 use crate::domain::{DeliveryMode, GrantStatus};
-use crate::sim::care::Fault;
+use crate::sim::faults::{Fault, Faults, lock};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Most patients per list page; a larger `pageSize` is answered 414.
@@ -53,55 +53,6 @@ impl Default for NexusServerConfig {
     }
 }
 
-/// A cheap handle to queue faults for the API requests and read the request counters.
-#[derive(Debug, Clone, Default)]
-pub struct NexusFaults {
-    inner: Arc<FaultState>,
-}
-
-#[derive(Debug, Default)]
-struct FaultState {
-    queue: Mutex<VecDeque<Fault>>,
-    api: AtomicU64,
-    tokens: AtomicU64,
-}
-
-impl NexusFaults {
-    /// The next `n` API GET requests (after those already queued) get `fault`; the token
-    /// endpoint never does.
-    pub fn fail_next(&self, n: usize, fault: Fault) {
-        lock(&self.inner.queue).extend(std::iter::repeat_n(fault, n));
-    }
-
-    /// Forgets the queued faults.
-    pub fn clear(&self) {
-        lock(&self.inner.queue).clear();
-    }
-
-    /// Faults still queued.
-    pub fn pending(&self) -> usize {
-        lock(&self.inner.queue).len()
-    }
-
-    /// API requests received (including those answered with a fault or a 401).
-    pub fn api_requests(&self) -> u64 {
-        self.inner.api.load(Ordering::SeqCst)
-    }
-
-    /// Token requests received (including refused ones).
-    pub fn token_requests(&self) -> u64 {
-        self.inner.tokens.load(Ordering::SeqCst)
-    }
-
-    fn next_fault(&self) -> Option<Fault> {
-        lock(&self.inner.queue).pop_front()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 struct Inner {
     sim: Arc<NexusMunicipality>,
     cfg: NexusServerConfig,
@@ -115,7 +66,7 @@ struct Inner {
     refresh: Mutex<HashMap<String, Instant>>,
     seq: AtomicU64,
     visible_until: Mutex<Option<DateTime<Utc>>>,
-    faults: NexusFaults,
+    faults: Faults,
 }
 
 /// A running simulated Nexus. Dropping it stops it too; [`NexusServer::shutdown`] waits.
@@ -126,7 +77,7 @@ pub struct NexusServer {
     /// The API root, `http://127.0.0.1:PORT/api/core/mobile/{instance}/v2/`.
     pub api_root: String,
     /// Faults and counters.
-    pub faults: NexusFaults,
+    pub faults: Faults,
     inner: Arc<Inner>,
     served: crate::sim::Served,
 }
@@ -174,7 +125,7 @@ impl NexusServer {
 
     /// API requests received.
     pub fn api_requests(&self) -> u64 {
-        self.faults.api_requests()
+        self.faults.requests()
     }
 
     /// Token requests received.
@@ -216,7 +167,7 @@ pub async fn serve(
     let api_path = format!("/api/core/mobile/{}/v2/", cfg.instance);
     let token_url = format!("http://{addr}{token_path}");
     let api_root = format!("http://{addr}{api_path}");
-    let faults = NexusFaults::default();
+    let faults = Faults::default();
     let inner = Arc::new(Inner {
         sim,
         cfg,
@@ -245,7 +196,7 @@ pub async fn serve(
 // --- OAuth2 ----------------------------------------------------------------------------------
 
 async fn token(State(s): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
-    s.faults.inner.tokens.fetch_add(1, Ordering::SeqCst);
+    s.faults.count_token();
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let basic = crate::sim::basic_credentials(&headers);
     let (id, secret) = match (&basic, form.get("client_id"), form.get("client_secret")) {
@@ -375,7 +326,7 @@ async fn api(
     if method != Method::GET {
         return error(StatusCode::METHOD_NOT_ALLOWED, "only GET");
     }
-    s.faults.inner.api.fetch_add(1, Ordering::SeqCst);
+    s.faults.count_request();
     let mut truncate = false;
     match s.faults.next_fault() {
         None => {}
